@@ -1,0 +1,37 @@
+// Bundles the CLI into one CommonJS file for the Node single executable.
+// Usage: node scripts/sea/bundle.mjs ENTRY OUTFILE
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const [entry, outfile] = process.argv.slice(2);
+if (!entry || !outfile) {
+  console.error('usage: bundle.mjs ENTRY OUTFILE');
+  process.exit(2);
+}
+const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
+
+const result = await build({
+  entryPoints: [entry],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node24',
+  // A SEA's main script is CommonJS: import.meta does not exist there, yet
+  // yargs calls createRequire(import.meta.url).
+  banner: { js: 'const __import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
+  define: {
+    'import.meta.url': '__import_meta_url',
+    'import.meta.filename': '__filename',
+    'import.meta.dirname': '__dirname',
+  },
+  alias: { bufferutil: missing, 'utf-8-validate': missing, 'supports-color': missing },
+  minify: true,
+  // Error and class names stay readable in messages and logs.
+  keepNames: true,
+  legalComments: 'none',
+  metafile: true,
+  logLevel: 'warning',
+});
+writeFileSync(`${outfile}.meta.json`, JSON.stringify(result.metafile));
