@@ -26,6 +26,8 @@ const result = await build({
     'import.meta.filename': '__filename',
     'import.meta.dirname': '__dirname',
   },
+  // import() is unreliable in a SEA main script with a code cache; require() is not.
+  supported: { 'dynamic-import': false },
   alias: { bufferutil: missing, 'utf-8-validate': missing, 'supports-color': missing },
   minify: true,
   // Error and class names stay readable in messages and logs.
