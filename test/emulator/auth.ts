@@ -1,0 +1,42 @@
+// Bearer-token identities and the RBAC rules granted to each.
+import type { AccessAttributes } from './status.ts';
+
+export const TOKENS: Record<string, string> = {
+  'kdemu-admin-token': 'admin',
+  'kdemu-restricted-token': 'restricted',
+};
+
+export function tokenOf(user: string): string {
+  const t = Object.entries(TOKENS).find(([, u]) => u === user)?.[0];
+  if (!t) throw new Error(`no token for ${user}`);
+  return t;
+}
+
+export function userFromHeader(authorization: string | undefined): string | undefined {
+  const m = /^Bearer\s+(\S+)$/i.exec(authorization ?? '');
+  return m?.[1] ? TOKENS[m[1]] : undefined;
+}
+
+interface Rule {
+  resources: string[];
+  verbs: string[];
+}
+
+// `restricted` is what a namespace viewer with exec rights gets: no pod creation, no nodes.
+const RULES: Record<string, Rule[]> = {
+  admin: [{ resources: ['*'], verbs: ['*'] }],
+  restricted: [
+    { resources: ['pods', 'pods/log'], verbs: ['get', 'list', 'watch'] },
+    { resources: ['pods/exec'], verbs: ['get', 'create'] },
+    { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
+  ],
+};
+
+export function allowed(a: AccessAttributes): boolean {
+  const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;
+  return (RULES[a.user] ?? []).some(
+    (r) =>
+      (r.resources.includes('*') || r.resources.includes(res)) &&
+      (r.verbs.includes('*') || r.verbs.includes(a.verb)),
+  );
+}

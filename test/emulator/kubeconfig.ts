@@ -1,0 +1,31 @@
+// A kubeconfig for the emulator: one cluster, users `admin` and `restricted`, two contexts.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { tokenOf } from './auth.ts';
+
+export async function writeKubeconfig(url: string, ca: string, dir?: string): Promise<string> {
+  const d = dir ?? (await mkdtemp(`${tmpdir()}/kdemu-`));
+  const caData = Buffer.from(ca).toString('base64');
+  const path = `${d}/kubeconfig`;
+  // JSON is valid YAML, and kubectl and client-node both read it.
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'emu', cluster: { server: url, 'certificate-authority-data': caData } }],
+    users: [
+      { name: 'admin', user: { token: tokenOf('admin') } },
+      { name: 'restricted', user: { token: tokenOf('restricted') } },
+    ],
+    contexts: [
+      { name: 'emu', context: { cluster: 'emu', user: 'admin', namespace: 'demo' } },
+      {
+        name: 'emu-restricted',
+        context: { cluster: 'emu', user: 'restricted', namespace: 'demo' },
+      },
+    ],
+    'current-context': 'emu',
+    preferences: {},
+  };
+  await writeFile(path, `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+  return path;
+}
