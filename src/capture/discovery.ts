@@ -1,0 +1,163 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+// Wireshark runs `--extcap-interfaces` on every `tshark -D` and `-i`, with no
+// timeout. So the pod list comes from a small cache file when it is fresh (no
+// Kubernetes client is loaded then), and a cold listing has a hard deadline
+// after which the cached pods, however old, are answered instead.
+
+export interface DiscoveredPod {
+  namespace: string;
+  name: string;
+  node: string;
+}
+
+export interface DiscoverySnapshot {
+  time: number;
+  context: string;
+  contexts: string[];
+  pods: DiscoveredPod[];
+}
+
+export interface DiscoverySettings {
+  /** Namespaces to list; ['*'] lists all; [] means the context's namespace. */
+  namespaces: string[];
+  maxInterfaces: number;
+  freshMs: number;
+  deadlineMs: number;
+  kubeconfig?: string | undefined;
+  context?: string | undefined;
+}
+
+export const DEFAULT_SETTINGS: DiscoverySettings = {
+  namespaces: [],
+  maxInterfaces: 200,
+  freshMs: 30_000,
+  deadlineMs: 1000,
+};
+
+export function configDir(): string {
+  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kubedump');
+}
+
+export function cacheDir(): string {
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kubedump');
+}
+
+/** Settings from ~/.config/kubedump/config.json, then KUBEDUMP_* environment. */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): DiscoverySettings {
+  const settings = { ...DEFAULT_SETTINGS };
+  try {
+    const file = JSON.parse(readFileSync(join(configDir(), 'config.json'), 'utf8'));
+    if (Array.isArray(file.namespaces)) settings.namespaces = file.namespaces.map(String);
+    if (Number.isInteger(file.maxInterfaces)) settings.maxInterfaces = file.maxInterfaces;
+    if (typeof file.kubeconfig === 'string') settings.kubeconfig = file.kubeconfig;
+    if (typeof file.context === 'string') settings.context = file.context;
+  } catch {
+    // no config file: defaults
+  }
+  if (env.KUBEDUMP_NAMESPACES !== undefined) {
+    settings.namespaces = env.KUBEDUMP_NAMESPACES.split(/[\s,]+/).filter(Boolean);
+  }
+  if (env.KUBEDUMP_CONTEXT) settings.context = env.KUBEDUMP_CONTEXT;
+  const max = Number(env.KUBEDUMP_MAX_INTERFACES);
+  if (Number.isInteger(max) && max >= 0) settings.maxInterfaces = max;
+  return settings;
+}
+
+/** One cache file per kubeconfig, context and namespace choice. */
+export function cachePath(
+  settings: DiscoverySettings,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
+  const key = JSON.stringify([
+    settings.kubeconfig ?? env.KUBECONFIG ?? '',
+    settings.context ?? '',
+    settings.namespaces,
+  ]);
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return join(cacheDir(), `discovery-${hash}.json`);
+}
+
+export function readSnapshot(path: string): DiscoverySnapshot | undefined {
+  try {
+    const snapshot = JSON.parse(readFileSync(path, 'utf8')) as DiscoverySnapshot;
+    return Array.isArray(snapshot.pods) ? snapshot : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeSnapshot(path: string, snapshot: DiscoverySnapshot): void {
+  mkdirSync(join(path, '..'), { recursive: true, mode: 0o700 });
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, JSON.stringify(snapshot), { mode: 0o600 });
+  renameSync(temporary, path);
+}
+
+/** Lists pods from the cluster; this is the only path that loads the client. */
+async function listFromCluster(settings: DiscoverySettings): Promise<DiscoverySnapshot> {
+  const { loadKubeConfig, contextNamespace } = await import('../kube/config.ts');
+  const { listRunningPods } = await import('../kube/pods.ts');
+  const kc = loadKubeConfig({ kubeconfig: settings.kubeconfig, context: settings.context });
+  const wanted = settings.namespaces.length > 0 ? settings.namespaces : [contextNamespace(kc)];
+  const limit = settings.maxInterfaces;
+  const lists = wanted.includes('*')
+    ? [await listRunningPods(kc, undefined, limit)]
+    : await Promise.all(wanted.map((ns) => listRunningPods(kc, ns, limit)));
+  return {
+    time: Date.now(),
+    context: kc.getCurrentContext(),
+    contexts: kc.getContexts().map((c) => c.name),
+    pods: lists.flat().map(({ namespace, name, node }) => ({ namespace, name, node })),
+  };
+}
+
+export interface DiscoveryResult {
+  snapshot: DiscoverySnapshot | undefined;
+  source: 'fresh-cache' | 'cluster' | 'stale-cache' | 'none';
+  error?: unknown;
+}
+
+export async function discover(
+  settings: DiscoverySettings,
+  list: (s: DiscoverySettings) => Promise<DiscoverySnapshot> = listFromCluster,
+): Promise<DiscoveryResult> {
+  const path = cachePath(settings);
+  const cached = readSnapshot(path);
+  if (cached && Date.now() - cached.time < settings.freshMs) {
+    return { snapshot: cached, source: 'fresh-cache' };
+  }
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`no answer within ${settings.deadlineMs} ms`)),
+      settings.deadlineMs,
+    );
+  });
+  try {
+    const snapshot = await Promise.race([list(settings), deadline]);
+    try {
+      writeSnapshot(path, snapshot);
+    } catch {
+      // a read-only home must not hide the pods
+    }
+    return { snapshot, source: 'cluster' };
+  } catch (error) {
+    return { snapshot: cached, source: cached ? 'stale-cache' : 'none', error };
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Sorted, capped pod list. */
+export function podsForInterfaces(
+  snapshot: DiscoverySnapshot | undefined,
+  max: number,
+): DiscoveredPod[] {
+  const pods = [...(snapshot?.pods ?? [])];
+  pods.sort((a, b) => a.namespace.localeCompare(b.namespace) || a.name.localeCompare(b.name));
+  return pods.slice(0, max);
+}

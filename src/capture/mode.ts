@@ -1,0 +1,44 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from '../log.ts';
+import type { CaptureRequest } from './request.ts';
+import type { ExecTarget } from './upload.ts';
+
+// A capture mode decides where tcpdump runs. `prepare` may create things in
+// the cluster; it pushes their removal onto `ctx.cleanup` as it creates them.
+
+export interface TargetContainer {
+  namespace: string;
+  pod: string;
+  container: string;
+  containerId: string | undefined;
+  nodeName: string | undefined;
+}
+
+export interface ModeContext {
+  kc: KubeConfig;
+  request: CaptureRequest;
+  target: TargetContainer;
+  log: Logger;
+  signal: AbortSignal;
+  cleanup: AsyncDisposableStack;
+  /** The target node's architecture, or undefined when nodes can't be read. */
+  nodeArchitecture(): Promise<string | undefined>;
+}
+
+export interface Placement {
+  /** Where the tcpdump command is exec'd. */
+  exec: ExecTarget;
+  /** Path of tcpdump in that container. */
+  binary: string;
+  /** Prepended to tcpdump's argv, e.g. nsenter into the target's network. */
+  prefix: string[];
+  /** For messages: where tcpdump runs. */
+  where: string;
+  /** Remove `binary` when the capture stops. */
+  removeBinary: boolean;
+}
+
+export interface CaptureMode {
+  name: 'unprivileged' | 'privileged';
+  prepare(ctx: ModeContext): Promise<Placement>;
+}

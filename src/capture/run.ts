@@ -1,0 +1,14 @@
+import type { CaptureCall } from '../extcap/dispatcher.ts';
+import type { Logger } from '../log.ts';
+import type { CaptureRequest } from './request.ts';
+import { runCapture } from './session.ts';
+
+/** Runs a capture into Wireshark's fifo. */
+export async function captureToOutput(
+  request: CaptureRequest,
+  call: CaptureCall,
+  log: Logger,
+): Promise<void> {
+  const summary = await runCapture(request, call.output, call.signal, { log });
+  log.info('capture ended', { ...summary });
+}

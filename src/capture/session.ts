@@ -1,0 +1,261 @@
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { KubedumpError } from '../errors.ts';
+import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
+import { execCollect, openExec } from '../kube/exec.ts';
+import { getPod, nodeArchitecture, pickContainer, requireRunning } from '../kube/pods.ts';
+import type { Logger } from '../log.ts';
+import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
+import { PcapFramer } from '../pcap/framer.ts';
+import type { CaptureMode, ModeContext, Placement, TargetContainer } from './mode.ts';
+import { type CaptureRequest, validateRequest } from './request.ts';
+import {
+  isTcpdumpChatter,
+  parsePidLine,
+  tcpdumpArgv,
+  tcpdumpFailure,
+  withPidReport,
+} from './tcpdump-command.ts';
+import { unprivilegedMode } from './unprivileged.ts';
+
+// One capture: resolve the target, let the mode place tcpdump, stream its
+// pcap output as whole records into the sink, and on any stop undo exactly
+// what was created. Every resource is pushed onto one AsyncDisposableStack
+// right after it exists; disposal runs once, past failures, within a budget.
+
+export interface CaptureSummary {
+  packets: number;
+  bytes: number;
+  /** Why the capture ended. */
+  ended: 'stopped' | 'limit' | 'remote-ended' | 'output-closed';
+}
+
+export interface CaptureHooks {
+  log: Logger;
+  /** Called as records pass, for live counters. */
+  onProgress?: (packets: number, bytes: number) => void;
+  /** Called once the remote tcpdump runs. */
+  onStarted?: (placement: Placement) => void;
+  modes?: { unprivileged: CaptureMode; privileged?: CaptureMode };
+}
+
+/** How long cleanup may take after a stop before the process gives up waiting. */
+export const STOP_BUDGET_MS = 1500;
+
+export async function runCapture(
+  request: CaptureRequest,
+  sink: Writable,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<CaptureSummary> {
+  validateRequest(request);
+  const { log } = hooks;
+  const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
+  const namespace = request.namespace || contextNamespace(kc);
+  const pod = await getPod(kc, { namespace, name: request.pod });
+  const picked = pickContainer(pod, request.container);
+  requireRunning(picked);
+  const target: TargetContainer = {
+    namespace,
+    pod: request.pod,
+    container: picked.container,
+    containerId: picked.containerId,
+    nodeName: picked.nodeName,
+  };
+  const mode = request.privileged
+    ? hooks.modes?.privileged
+    : (hooks.modes?.unprivileged ?? unprivilegedMode);
+  if (!mode) {
+    throw new KubedumpError('MODE_UNAVAILABLE', 'privileged mode is not available in this build');
+  }
+
+  const stopping = new AbortController();
+  const stop = (why: CaptureSummary['ended']) => {
+    if (!stopping.signal.aborted) stopping.abort(why);
+  };
+  const onSignal = () => stop('stopped');
+  signal.addEventListener('abort', onSignal, { once: true });
+  if (signal.aborted) stop('stopped');
+
+  const cleanup = new AsyncDisposableStack();
+  let succeeded = false;
+  const framer = new PcapFramer({
+    maxPackets: request.maxPackets,
+    onLimit: () => stop('limit'),
+  });
+  try {
+    const ctx: ModeContext = {
+      kc,
+      request,
+      target,
+      log,
+      signal: stopping.signal,
+      cleanup,
+      nodeArchitecture: () =>
+        target.nodeName ? nodeArchitecture(kc, target.nodeName) : Promise.resolve(undefined),
+    };
+    const placement = await mode.prepare(ctx);
+    stopping.signal.throwIfAborted();
+    if (placement.removeBinary) {
+      cleanup.defer(() => removeFile(kc, placement, log));
+    }
+
+    let pid: number | undefined;
+    let stderrLine = '';
+    const argv = tcpdumpArgv({
+      binary: placement.binary,
+      iface: request.iface,
+      filter: request.filter,
+      snaplen: request.snaplen,
+    });
+    const session = await openExec(kc, {
+      ...placement.exec,
+      command: withPidReport([...placement.prefix, ...argv]),
+      signal: stopping.signal,
+      onStderr: (chunk) => {
+        stderrLine += chunk.toString('utf8');
+        let nl = stderrLine.indexOf('\n');
+        while (nl >= 0) {
+          const line = stderrLine.slice(0, nl);
+          stderrLine = stderrLine.slice(nl + 1);
+          pid ??= parsePidLine(line);
+          if (!isTcpdumpChatter(line)) log.warn('remote stderr', { line });
+          else log.debug('remote stderr', { line });
+          nl = stderrLine.indexOf('\n');
+        }
+      },
+    });
+    cleanup.defer(() => session.close());
+    // Closing the exec stream does not stop tcpdump: kill it by PID.
+    const killRemote = async () => {
+      if (pid === undefined) return;
+      const target = pid;
+      pid = undefined;
+      await killProcess(kc, placement, target, log);
+    };
+    cleanup.defer(killRemote);
+    hooks.onStarted?.(placement);
+    log.info('capture started', { where: placement.where, argv });
+
+    let timer: NodeJS.Timeout | undefined;
+    if (request.maxSeconds > 0) timer = setTimeout(() => stop('limit'), request.maxSeconds * 1000);
+    cleanup.defer(() => clearTimeout(timer));
+    stopping.signal.addEventListener(
+      'abort',
+      () => {
+        // tcpdump flushes and exits on SIGTERM, which ends the stream below;
+        // if that takes too long, the socket is closed under it.
+        killRemote().catch((error) => log.warn('kill failed', { error }));
+        setTimeout(() => session.close(), 1000).unref();
+      },
+      { once: true },
+    );
+    if (hooks.onProgress) {
+      const progress = hooks.onProgress;
+      framer.on('data', () => progress(framer.packets, framer.bytes));
+    }
+    let outputError: unknown;
+    await pipeline(session.stdout, framer, sink, { end: false }).catch((error) => {
+      outputError = error;
+    });
+    if (outputError && isClosedOutput(outputError)) {
+      stop('output-closed');
+    } else if (outputError) {
+      session.close();
+      throw outputError;
+    }
+    const result = await session.result;
+    if (!stopping.signal.aborted) {
+      // The remote side ended by itself: that is an error unless it said nothing.
+      if (result.exitCode !== 0 || framer.header === undefined) {
+        throw tcpdumpFailure(
+          `${result.stderr}\n${result.message ?? ''}`,
+          result.exitCode,
+          placement.where,
+          mode.name,
+        );
+      }
+      stop('remote-ended');
+    }
+    succeeded = true;
+    return {
+      packets: framer.packets,
+      bytes: framer.bytes,
+      ended: stopping.signal.reason as CaptureSummary['ended'],
+    };
+  } finally {
+    signal.removeEventListener('abort', onSignal);
+    // A failure before any byte leaves the output to the caller, which
+    // reports the error its own way (extcap: stderr, then close the fifo).
+    if (succeeded || framer.header) await finishOutput(sink, framer, request).catch(() => {});
+    await disposeWithin(cleanup, STOP_BUDGET_MS, log);
+  }
+}
+
+/** Leaves a valid capture: a header even when no packet ever arrived. */
+export async function finishOutput(
+  sink: Writable,
+  framer: { header: unknown },
+  request: Pick<CaptureRequest, 'iface' | 'snaplen'>,
+) {
+  if (sink.destroyed || sink.writableEnded) return;
+  if (!framer.header) {
+    const linktype = request.iface === 'any' ? LINKTYPE_LINUX_SLL : LINKTYPE_ETHERNET;
+    sink.write(buildGlobalHeader(linktype, request.snaplen || 262144));
+  }
+  await new Promise<void>((resolve) => sink.end(resolve));
+}
+
+async function disposeWithin(stack: AsyncDisposableStack, ms: number, log: Logger) {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn('cleanup exceeded its budget', { ms });
+      resolve();
+    }, ms);
+  });
+  await Promise.race([
+    stack.disposeAsync().catch((error) => log.warn('cleanup failed', { error })),
+    deadline,
+  ]);
+  clearTimeout(timer);
+}
+
+function isClosedOutput(error: unknown): boolean {
+  const code = (error as { code?: string })?.code;
+  return (
+    code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE'
+  );
+}
+
+// Kill politely, then by force, and confirm; the script is constant text.
+const KILL = `kill "$1" 2>/dev/null || exit 0
+i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done
+kill -9 "$1" 2>/dev/null; exit 0`;
+
+async function killProcess(
+  kc: Parameters<typeof execCollect>[0],
+  placement: Placement,
+  pid: number,
+  log: Logger,
+) {
+  const result = await execCollect(kc, {
+    ...placement.exec,
+    command: ['sh', '-c', KILL, 'sh', String(pid)],
+    signal: AbortSignal.timeout(STOP_BUDGET_MS),
+  });
+  log.info('remote tcpdump stopped', { pid, exitCode: result.exitCode });
+}
+
+async function removeFile(
+  kc: Parameters<typeof execCollect>[0],
+  placement: Placement,
+  log: Logger,
+) {
+  const result = await execCollect(kc, {
+    ...placement.exec,
+    command: ['rm', '-f', placement.binary],
+    signal: AbortSignal.timeout(STOP_BUDGET_MS),
+  });
+  log.info('uploaded tcpdump removed', { binary: placement.binary, exitCode: result.exitCode });
+}

@@ -1,0 +1,181 @@
+import { createWriteStream, writeSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import yargs from 'yargs';
+import { loggerFromOptions } from './capture/extcap-provider.ts';
+import { type CaptureRequest, DEFAULTS } from './capture/request.ts';
+import { finishOutput, runCapture } from './capture/session.ts';
+import { errorLine, KubedumpError } from './errors.ts';
+import { VERSION } from './version.ts';
+
+// The command-line face: `kubedump capture POD ...` for terminals and scripts
+// (`-w - | tshark -r -`), plus install, uninstall and version.
+
+function fdStream(fd: number): Writable {
+  // Writes on the descriptor itself, never destroying process.stdout.
+  return createWriteStream('', { fd, autoClose: false });
+}
+
+function progressPrinter(): ((packets: number, bytes: number) => void) | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  let last = 0;
+  return (packets, bytes) => {
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
+    process.stderr.write(`\r${packets} packets, ${bytes} bytes`);
+  };
+}
+
+async function capture(args: Record<string, unknown>, signal: AbortSignal): Promise<number> {
+  const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+  const target = str(args.write) ?? (process.stdout.isTTY ? undefined : '-');
+  if (!target) {
+    throw new KubedumpError('BAD_INPUT', 'no output given and stdout is a terminal', {
+      hint: 'pass -w FILE, or -w - and pipe into tshark -r -',
+    });
+  }
+  const request: CaptureRequest = {
+    kubeconfig: str(args.kubeconfig),
+    context: str(args.context),
+    namespace: str(args.namespace),
+    pod: String(args.pod ?? ''),
+    container: str(args.container),
+    iface: str(args.interface) ?? DEFAULTS.iface,
+    filter: [args.filter ?? []].flat().map(String).join(' '),
+    snaplen: Number(args.snaplen ?? 0),
+    maxPackets: Number(args['max-packets'] ?? 0),
+    maxSeconds: Number(args['max-seconds'] ?? 0),
+    privileged: Boolean(args.privileged),
+    helperNamespace: str(args['helper-namespace']),
+    helperImage: str(args['helper-image']) ?? DEFAULTS.helperImage,
+    keepBinary: Boolean(args['keep-binary']),
+  };
+  const logOptions = new Map<string, string>();
+  if (str(args['log-level'])) logOptions.set('log-level', String(args['log-level']));
+  if (str(args['log-file'])) logOptions.set('log-file', String(args['log-file']));
+  const log = loggerFromOptions(logOptions);
+  const output = target === '-' ? fdStream(1) : createWriteStream(target, { mode: 0o644 });
+  output.on('error', () => {}); // EPIPE from a closed reader is a stop
+  const onProgress = progressPrinter();
+  try {
+    const summary = await runCapture(request, output, signal, {
+      log,
+      ...(onProgress && { onProgress }),
+    });
+    if (process.stderr.isTTY)
+      process.stderr.write(`\r${summary.packets} packets, ${summary.bytes} bytes\n`);
+    return 0;
+  } catch (error) {
+    log.error('capture failed', { error });
+    // A file still gets a valid, empty capture.
+    if (target !== '-') await finishOutput(output, { header: undefined }, request).catch(() => {});
+    throw error;
+  } finally {
+    log.close();
+  }
+}
+
+export async function runCli(argv: string[], signal: AbortSignal): Promise<number> {
+  let code = 0;
+  const run = (job: Promise<number>) => {
+    return job.then(
+      (c) => {
+        code = c;
+      },
+      (error) => {
+        writeSync(2, `kubedump: ${errorLine(error)}\n`);
+        code = 1;
+      },
+    );
+  };
+  await yargs(argv)
+    .scriptName('kubedump')
+    .usage(
+      "$0 <command> [options]\n\nCaptures a Kubernetes pod's packets with tcpdump, for Wireshark and tshark.",
+    )
+    .command(
+      'capture <pod> [filter..]',
+      'capture the packets of a pod (pcap on stdout or to a file)',
+      (y) =>
+        y
+          .positional('pod', { type: 'string', describe: 'pod name' })
+          .positional('filter', {
+            type: 'string',
+            array: true,
+            describe: 'BPF capture filter (also -f)',
+          })
+          .option('namespace', {
+            alias: 'n',
+            type: 'string',
+            describe: "pod namespace (default: the context's)",
+          })
+          .option('container', {
+            alias: 'c',
+            type: 'string',
+            describe: 'container (default: the default container)',
+          })
+          .option('interface', {
+            alias: 'i',
+            type: 'string',
+            default: DEFAULTS.iface,
+            describe: 'interface inside the pod',
+          })
+          .option('filter', { alias: 'f', type: 'string', describe: 'BPF capture filter' })
+          .option('write', {
+            alias: 'w',
+            type: 'string',
+            describe: 'output file, - for stdout (default when piped)',
+          })
+          .option('context', { type: 'string', describe: 'kubeconfig context' })
+          .option('kubeconfig', { type: 'string', describe: 'kubeconfig file' })
+          .option('privileged', {
+            alias: 'p',
+            type: 'boolean',
+            default: false,
+            describe: 'capture from a helper pod on the node',
+          })
+          .option('helper-namespace', {
+            type: 'string',
+            describe: "helper pod namespace (default: the target's)",
+          })
+          .option('helper-image', {
+            type: 'string',
+            default: DEFAULTS.helperImage,
+            describe: 'helper pod image (sh, nsenter)',
+          })
+          .option('snaplen', {
+            alias: 's',
+            type: 'number',
+            default: 0,
+            describe: 'bytes per packet, 0 = whole',
+          })
+          .option('max-packets', { type: 'number', default: 0, describe: 'stop after N packets' })
+          .option('max-seconds', { type: 'number', default: 0, describe: 'stop after N seconds' })
+          .option('keep-binary', {
+            type: 'boolean',
+            default: false,
+            describe: 'leave the uploaded tcpdump in the pod',
+          })
+          .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] })
+          .option('log-file', { type: 'string', describe: 'log file (created 0600)' }),
+      (args) => run(capture(args, signal)),
+    )
+    .command('install', "put kubedump into Wireshark's personal extcap folder", {}, () =>
+      run(import('./install.ts').then((m) => m.install())),
+    )
+    .command('uninstall', "remove kubedump from Wireshark's extcap folders", {}, () =>
+      run(import('./install.ts').then((m) => m.uninstall())),
+    )
+    .command('version', 'print versions of kubedump and the embedded tcpdump', {}, () =>
+      run(import('./install.ts').then((m) => m.printVersion())),
+    )
+    .version(VERSION)
+    .demandCommand(1, 'name a command, e.g. kubedump capture POD -w -')
+    .strict()
+    .fail((message, error) => {
+      throw error ?? new KubedumpError('BAD_INPUT', message, { hint: 'see kubedump --help' });
+    })
+    .help()
+    .parseAsync();
+  return code;
+}

@@ -1,0 +1,94 @@
+import { KubedumpError } from '../errors.ts';
+
+// Turns what the API server or the network said into one clear line.
+
+interface StatusBody {
+  message?: string;
+  reason?: string;
+  code?: number;
+  details?: { name?: string; kind?: string; causes?: { reason?: string; message?: string }[] };
+}
+
+export function parseStatus(body: unknown): StatusBody | undefined {
+  if (typeof body === 'string') {
+    try {
+      return parseStatus(JSON.parse(body));
+    } catch {
+      return body.trim() ? { message: body.trim() } : undefined;
+    }
+  }
+  if (body && typeof body === 'object') return body as StatusBody;
+  return undefined;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
+
+function networkCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
+ * Maps an error from an API call to a KubedumpError. `what` names the call,
+ * for example `get pod demo/web`.
+ */
+export function apiError(error: unknown, what: string): KubedumpError {
+  if (error instanceof KubedumpError) return error;
+  if ((error as { name?: string })?.name === 'AbortError') {
+    return new KubedumpError('ABORTED', `${what}: stopped`, { cause: error });
+  }
+  const net = networkCode(error);
+  if (net) {
+    return new KubedumpError(
+      'CLUSTER_UNREACHABLE',
+      `${what}: cannot reach the API server (${net})`,
+      {
+        hint: 'check the network, the cluster and the kubeconfig context',
+        cause: error,
+      },
+    );
+  }
+  const status = Number((error as { code?: unknown })?.code);
+  const body = parseStatus((error as { body?: unknown })?.body);
+  const said = body?.message ?? (error instanceof Error ? error.message : String(error));
+  switch (status) {
+    case 401:
+      return new KubedumpError(
+        'UNAUTHORIZED',
+        `${what}: the API server rejected the credentials (401)`,
+        {
+          hint: 'log in again or refresh the kubeconfig credentials',
+          cause: error,
+        },
+      );
+    case 403:
+      return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${said}`, {
+        hint: 'ask for the RBAC permission named above, or use another context',
+        cause: error,
+      });
+    case 404:
+      return new KubedumpError('NOT_FOUND', `${what}: not found`, { cause: error });
+    case 422:
+      return new KubedumpError('INVALID', `${what}: rejected as invalid: ${said}`, {
+        cause: error,
+      });
+  }
+  return new KubedumpError('API_ERROR', `${what}: ${status ? `HTTP ${status}: ` : ''}${said}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,256 @@
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import type { KubeConfig } from '@kubernetes/client-node';
+import WebSocket from 'ws';
+import { KubedumpError } from '../errors.ts';
+import { parseStatus } from './api-errors.ts';
+
+// pods/exec over WebSocket. One options object in, a session out whose
+// `result` settles when the remote process ends or the socket closes.
+// Unlike client-node's Exec: stdout honours backpressure (the socket is paused
+// while the reader is full), errors after the upgrade are reported, and the
+// negotiated protocol is visible because v4 cannot end stdin.
+
+const STDIN = 0;
+const STDOUT = 1;
+const STDERR = 2;
+const STATUS = 3;
+const CLOSE = 255;
+
+const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
+const STDERR_KEEP = 64 * 1024;
+const STDIN_FRAME = 64 * 1024;
+
+export interface ExecOptions {
+  namespace: string;
+  pod: string;
+  container?: string | undefined;
+  command: readonly string[];
+  stdin?: boolean;
+  signal?: AbortSignal | undefined;
+  /** Called with each stderr chunk as it arrives. */
+  onStderr?: (chunk: Buffer) => void;
+  /** Offer only these subprotocols (tests pin v4 this way). */
+  protocols?: readonly string[];
+}
+
+export interface ExecResult {
+  /** The remote exit code; null when the socket closed without a status. */
+  exitCode: number | null;
+  /** The status message for failures that are not an exit code. */
+  message?: string | undefined;
+  /** The last 64 KiB of stderr. */
+  stderr: string;
+}
+
+export class ExecSession {
+  readonly protocol: string;
+  readonly stdout: Readable;
+  readonly result: Promise<ExecResult>;
+  readonly #ws: WebSocket;
+
+  constructor(ws: WebSocket, options: ExecOptions) {
+    this.#ws = ws;
+    this.protocol = ws.protocol;
+    let stderr = Buffer.alloc(0);
+    let exitCode: number | null = null;
+    let message: string | undefined;
+    const stdout = new Readable({ read: () => ws.isPaused && ws.resume() });
+    this.stdout = stdout;
+    ws.on('message', (data: Buffer) => {
+      const channel = data[0];
+      const payload = data.subarray(1);
+      if (channel === STDOUT) {
+        if (!stdout.push(payload)) ws.pause();
+      } else if (channel === STDERR) {
+        options.onStderr?.(payload);
+        stderr = Buffer.concat([stderr, payload]);
+        if (stderr.length > STDERR_KEEP) stderr = stderr.subarray(stderr.length - STDERR_KEEP);
+      } else if (channel === STATUS) {
+        ({ exitCode, message } = exitFromStatus(payload.toString('utf8')));
+      }
+    });
+    this.result = new Promise((resolve) => {
+      const finish = () => {
+        stdout.push(null);
+        resolve({ exitCode, message, stderr: stderr.toString('utf8') });
+      };
+      ws.once('close', finish);
+      ws.on('error', () => ws.terminate());
+    });
+  }
+
+  get canEndStdin(): boolean {
+    return this.protocol === 'v5.channel.k8s.io';
+  }
+
+  /** Writes to the remote stdin; resolves once the bytes are handed to the socket. */
+  write(data: Uint8Array): Promise<void> {
+    const frame = Buffer.allocUnsafe(data.length + 1);
+    frame[0] = STDIN;
+    frame.set(data, 1);
+    return new Promise((resolve, reject) => {
+      this.#ws.send(frame, { binary: true }, (error) => (error ? reject(error) : resolve()));
+    });
+  }
+
+  /** Ends the remote stdin (v5 only: v4 has no way short of closing the socket). */
+  endStdin(): Promise<void> {
+    if (!this.canEndStdin) throw new Error(`cannot end stdin over ${this.protocol}`);
+    return new Promise((resolve, reject) => {
+      this.#ws.send(Buffer.from([CLOSE, STDIN]), { binary: true }, (e) =>
+        e ? reject(e) : resolve(),
+      );
+    });
+  }
+
+  /** Closes the socket. The remote process keeps running: stop it by PID first. */
+  close(): void {
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000);
+    else if (this.#ws.readyState === WebSocket.CONNECTING) this.#ws.terminate();
+    setTimeout(() => this.#ws.terminate(), 500).unref();
+  }
+}
+
+export function exitFromStatus(json: string): { exitCode: number | null; message?: string } {
+  const status = parseStatus(json);
+  if (!status) return { exitCode: null };
+  if ((status as { status?: string }).status === 'Success') return { exitCode: 0 };
+  const cause = status.details?.causes?.find((c) => c.reason === 'ExitCode');
+  if (cause?.message !== undefined && /^\d+$/.test(cause.message)) {
+    return { exitCode: Number(cause.message), message: status.message };
+  }
+  return { exitCode: null, message: status.message ?? 'the remote command failed' };
+}
+
+export function execUrl(server: string, options: ExecOptions): string {
+  const url = new URL(server);
+  url.protocol = url.protocol === 'http:' ? 'ws:' : 'wss:';
+  const base = url.pathname.replace(/\/$/, '');
+  url.pathname = `${base}/api/v1/namespaces/${encodeURIComponent(options.namespace)}/pods/${encodeURIComponent(options.pod)}/exec`;
+  const query = new URLSearchParams();
+  for (const arg of options.command) query.append('command', arg);
+  if (options.container) query.set('container', options.container);
+  query.set('stdin', String(Boolean(options.stdin)));
+  query.set('stdout', 'true');
+  query.set('stderr', 'true');
+  query.set('tty', 'false');
+  url.search = query.toString();
+  return url.toString();
+}
+
+async function readBody(res: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of res) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').slice(0, 4096);
+}
+
+function target(options: ExecOptions): string {
+  const container = options.container ? ` container ${options.container}` : '';
+  return `pod ${options.namespace}/${options.pod}${container}`;
+}
+
+/** Opens an exec session; rejects with a KubedumpError if the server refuses it. */
+export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<ExecSession> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new KubedumpError('NO_CLUSTER', 'the kubeconfig names no cluster');
+  const wsOptions: WebSocket.ClientOptions = { perMessageDeflate: false, handshakeTimeout: 15000 };
+  await kc.applyToHTTPSOptions(wsOptions);
+  options.signal?.throwIfAborted();
+  const ws = new WebSocket(
+    execUrl(cluster.server, options),
+    [...(options.protocols ?? PROTOCOLS)],
+    wsOptions,
+  );
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      ws.terminate();
+      reject(new KubedumpError('ABORTED', `exec in ${target(options)}: stopped`));
+    };
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const settle = () => options.signal?.removeEventListener('abort', onAbort);
+    ws.once('open', () => {
+      settle();
+      resolve(new ExecSession(ws, options));
+    });
+    ws.once('unexpected-response', async (_req, res) => {
+      settle();
+      const body = parseStatus(await readBody(res).catch(() => ''));
+      ws.terminate();
+      reject(refusal(res.statusCode ?? 0, body?.message, options));
+    });
+    ws.once('error', (error) => {
+      settle();
+      reject(
+        new KubedumpError('CLUSTER_UNREACHABLE', `exec in ${target(options)}: ${error.message}`, {
+          hint: 'check the network, the cluster and the kubeconfig context',
+          cause: error,
+        }),
+      );
+    });
+  });
+}
+
+function refusal(code: number, said: string | undefined, options: ExecOptions): KubedumpError {
+  const what = `exec in ${target(options)}`;
+  const detail = said ?? `HTTP ${code}`;
+  if (code === 401) {
+    return new KubedumpError(
+      'UNAUTHORIZED',
+      `${what}: the API server rejected the credentials (401)`,
+      {
+        hint: 'log in again or refresh the kubeconfig credentials',
+      },
+    );
+  }
+  if (code === 403) {
+    return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${detail}`, {
+      hint: 'ask for the RBAC permission "create pods/exec", or use another context',
+    });
+  }
+  if (code === 404) {
+    return new KubedumpError('POD_NOT_FOUND', `pod ${options.namespace}/${options.pod} not found`, {
+      hint: 'check the pod name and namespace (kubectl get pods -n NAMESPACE)',
+    });
+  }
+  if (code === 400 && /container/i.test(detail)) {
+    return new KubedumpError('CONTAINER_NOT_FOUND', `${what}: ${detail}`, {
+      hint: 'check the container name (kubectl get pod POD -o jsonpath={.spec.containers[*].name})',
+    });
+  }
+  return new KubedumpError('EXEC_REFUSED', `${what}: ${detail}`);
+}
+
+export interface CollectedExec extends ExecResult {
+  stdout: Buffer;
+}
+
+/** Runs a short command to completion and collects its output (bounded). */
+export async function execCollect(
+  kc: KubeConfig,
+  options: ExecOptions & { input?: Uint8Array; maxOutput?: number },
+): Promise<CollectedExec> {
+  const session = await openExec(kc, { ...options, stdin: options.input !== undefined });
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const max = options.maxOutput ?? 1024 * 1024;
+  session.stdout.on('data', (chunk: Buffer) => {
+    if (size < max) chunks.push(chunk);
+    size += chunk.length;
+  });
+  const onAbort = () => session.close();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    if (options.input !== undefined) {
+      for (let at = 0; at < options.input.length; at += STDIN_FRAME) {
+        await session.write(options.input.subarray(at, at + STDIN_FRAME));
+      }
+      if (session.canEndStdin) await session.endStdin();
+    }
+    const result = await session.result;
+    return { ...result, stdout: Buffer.concat(chunks) };
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    session.close();
+  }
+}

@@ -1,0 +1,89 @@
+import { closeSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+// A small leveled logger that writes one JSON line per entry to a file
+// created 0600. In extcap mode stderr is Wireshark's error channel, so logs
+// never go there. Values that look like credentials are masked.
+
+export const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
+export type Level = (typeof LEVELS)[number];
+
+export interface Logger {
+  error(message: string, fields?: Record<string, unknown>): void;
+  warn(message: string, fields?: Record<string, unknown>): void;
+  info(message: string, fields?: Record<string, unknown>): void;
+  debug(message: string, fields?: Record<string, unknown>): void;
+  close(): void;
+}
+
+const SECRET_KEY = /token|password|secret|authorization|key-data|client-key|bearer|cookie/i;
+
+/** Masks bearer tokens, basic credentials and secret-looking fields. */
+export function redact(text: string): string {
+  return text
+    .replace(/(bearer\s+)[A-Za-z0-9._~+/=-]+/gi, '$1***')
+    .replace(/(basic\s+)[A-Za-z0-9+/=]+/gi, '$1***')
+    .replace(
+      /("?(?:token|password|client-key-data|authorization)"?\s*[:=]\s*"?)[^"\s,}]+/gi,
+      '$1***',
+    )
+    .replace(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g, '***');
+}
+
+function scrub(fields: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields)) {
+    if (SECRET_KEY.test(key)) out[key] = '***';
+    else if (value instanceof Error) out[key] = redact(value.message);
+    else if (typeof value === 'string') out[key] = redact(value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+export function isLevel(value: string): value is Level {
+  return (LEVELS as readonly string[]).includes(value);
+}
+
+export const silentLogger: Logger = {
+  error() {},
+  warn() {},
+  info() {},
+  debug() {},
+  close() {},
+};
+
+export function fileLogger(path: string, level: Level): Logger {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const fd = openSync(path, 'a', 0o600);
+  try {
+    fchmodSync(fd, 0o600); // an existing file keeps its old mode otherwise
+  } catch {}
+  const max = LEVELS.indexOf(level);
+  let open = true;
+  const write = (at: Level, message: string, fields?: Record<string, unknown>) => {
+    if (!open || LEVELS.indexOf(at) > max) return;
+    const entry = {
+      time: new Date().toISOString(),
+      pid: process.pid,
+      level: at,
+      message: redact(message),
+      ...scrub(fields ?? {}),
+    };
+    try {
+      writeSync(fd, `${JSON.stringify(entry)}\n`);
+    } catch {
+      // a full disk must not stop a capture
+    }
+  };
+  return {
+    error: (m, f) => write('error', m, f),
+    warn: (m, f) => write('warn', m, f),
+    info: (m, f) => write('info', m, f),
+    debug: (m, f) => write('debug', m, f),
+    close() {
+      if (open) closeSync(fd);
+      open = false;
+    },
+  };
+}
