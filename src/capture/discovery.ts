@@ -38,19 +38,19 @@ export const DEFAULT_SETTINGS: DiscoverySettings = {
   deadlineMs: 1000,
 };
 
-export function configDir(): string {
-  return join(process.env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kubedump');
+export function configDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kubedump');
 }
 
-export function cacheDir(): string {
-  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kubedump');
+export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kubedump');
 }
 
 /** Settings from ~/.config/kubedump/config.json, then KUBEDUMP_* environment. */
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): DiscoverySettings {
   const settings = { ...DEFAULT_SETTINGS };
   try {
-    const file = JSON.parse(readFileSync(join(configDir(), 'config.json'), 'utf8'));
+    const file = JSON.parse(readFileSync(join(configDir(env), 'config.json'), 'utf8'));
     if (Array.isArray(file.namespaces)) settings.namespaces = file.namespaces.map(String);
     if (Number.isInteger(file.maxInterfaces)) settings.maxInterfaces = file.maxInterfaces;
     if (typeof file.kubeconfig === 'string') settings.kubeconfig = file.kubeconfig;
@@ -78,7 +78,7 @@ export function cachePath(
     settings.namespaces,
   ]);
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 16);
-  return join(cacheDir(), `discovery-${hash}.json`);
+  return join(cacheDir(env), `discovery-${hash}.json`);
 }
 
 export function readSnapshot(path: string): DiscoverySnapshot | undefined {

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { test } from 'node:test';
+import { buildGlobalHeader, LINKTYPE_LINUX_SLL, parseGlobalHeader } from '../../src/pcap/format.ts';
+import { PcapFramer } from '../../src/pcap/framer.ts';
+
+function record(length: number, fill: number, bigEndian = false): Buffer {
+  const header = Buffer.alloc(16);
+  const write = (v: number, at: number) =>
+    bigEndian ? header.writeUInt32BE(v, at) : header.writeUInt32LE(v, at);
+  write(1700000000, 0);
+  write(fill, 4);
+  write(length, 8);
+  write(length, 12);
+  return Buffer.concat([header, Buffer.alloc(length, fill)]);
+}
+
+function bigEndianHeader(): Buffer {
+  const h = Buffer.alloc(24);
+  h.writeUInt32BE(0xa1b2c3d4, 0);
+  h.writeUInt16BE(2, 4);
+  h.writeUInt16BE(4, 6);
+  h.writeUInt32BE(65535, 16);
+  h.writeUInt32BE(1, 20);
+  return h;
+}
+
+async function frame(chunks: Buffer[], maxPackets = 0) {
+  const framer = new PcapFramer({ maxPackets });
+  const out: Buffer[] = [];
+  await pipeline(
+    Readable.from(chunks),
+    framer,
+    new Writable({
+      write(chunk, _e, cb) {
+        out.push(chunk);
+        cb();
+      },
+    }),
+  );
+  return { framer, out, bytes: Buffer.concat(out) };
+}
+
+function splitRandomly(data: Buffer, seed: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  let at = 0;
+  let s = seed;
+  while (at < data.length) {
+    s = (s * 48271) % 2147483647;
+    const size = 1 + (s % 97);
+    chunks.push(data.subarray(at, at + size));
+    at += size;
+  }
+  return chunks;
+}
+
+test('passes whole records however the bytes are split', async () => {
+  const records = [record(60, 1), record(1514, 2), record(0, 3), record(300, 4)];
+  const stream = Buffer.concat([buildGlobalHeader(LINKTYPE_LINUX_SLL), ...records]);
+  for (const seed of [1, 7, 99, 12345]) {
+    const { framer, out, bytes } = await frame(splitRandomly(stream, seed));
+    assert.deepEqual(bytes, stream);
+    assert.equal(framer.packets, 4);
+    // Every chunk written ends on a record boundary.
+    let total = 0;
+    for (const chunk of out) {
+      total += chunk.length;
+      assert.ok(
+        [24, 24 + 76, 24 + 76 + 1530, 24 + 76 + 1530 + 16, stream.length].includes(total),
+        `cut at ${total}`,
+      );
+    }
+  }
+});
+
+test('drops a torn tail so the output stays a valid capture', async () => {
+  const whole = Buffer.concat([buildGlobalHeader(1), record(100, 1)]);
+  const torn = record(200, 2).subarray(0, 50);
+  const { framer, bytes } = await frame([whole, torn]);
+  assert.deepEqual(bytes, whole);
+  assert.equal(framer.packets, 1);
+  assert.equal(framer.pendingBytes, 50);
+});
+
+test('reads big-endian captures and stops at the packet limit', async () => {
+  const stream = Buffer.concat([
+    bigEndianHeader(),
+    record(10, 1, true),
+    record(20, 2, true),
+    record(30, 3, true),
+  ]);
+  assert.equal(parseGlobalHeader(stream)?.littleEndian, false);
+  const { framer, bytes } = await frame([stream], 2);
+  assert.equal(framer.packets, 2);
+  assert.equal(bytes.length, 24 + 26 + 36);
+});
+
+test('rejects a stream that is not pcap', async () => {
+  await assert.rejects(
+    frame([Buffer.from('OCI runtime exec failed: exec failed: no such file ....')]),
+    /did not write a pcap stream/,
+  );
+});
