@@ -1,4 +1,5 @@
 // REST handlers: routing of /api and /apis paths to the cluster, lists, watches, selectors.
+import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { allowed } from './auth.ts';
 import type { Cluster } from './cluster.ts';
@@ -178,10 +179,18 @@ function watch<T extends KObject>(
   };
   const write = (line: string): void => {
     if (done) return;
-    res.write(line);
     sent += Buffer.byteLength(line);
     const max = cluster.faults.dropWatchAfterBytes;
-    if (max !== null && sent >= max) cut();
+    if (max !== null && sent >= max) {
+      // Cut once these bytes are on the wire, without the chunked terminator.
+      done = true;
+      stop?.();
+      unregister();
+      clearTimeout(timer);
+      res.write(line, () => res.socket?.destroy());
+      return;
+    }
+    res.write(line);
   };
   let stop: (() => void) | undefined;
   // Register before replaying, and replay into a buffer so the 200 goes out first (410 otherwise).
@@ -332,8 +341,11 @@ export async function handle(
     if (r.subresource === 'status' && r.verb === 'get') return sendJson(res, 200, pod);
     if (r.subresource === 'exec') throw badRequest('Upgrade request required');
     if (r.subresource === 'log' && r.verb === 'get') {
+      const container = q.get('container') ?? pod.spec.containers[0]?.name ?? '';
+      const path = cluster.kubelet.logPath(pod, container);
+      const text = path ? await readFile(path, 'utf8').catch(() => '') : '';
       res.writeHead(200, { 'Content-Type': 'text/plain' });
-      res.end('');
+      res.end(text);
       return;
     }
   }

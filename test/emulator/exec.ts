@@ -112,6 +112,16 @@ export async function serveExec(
     ws.terminate();
     return;
   }
+  // Frames can arrive while the process is being started; keep them for pipe().
+  const early: Buffer[] = [];
+  let gone = false;
+  const hold = (d: Buffer) => early.push(Buffer.from(d));
+  const lost = () => {
+    gone = true;
+  };
+  ws.on('message', hold);
+  ws.once('close', lost);
+  const unregister = cluster.streams.add('exec', () => ws.terminate());
   let child: ChildProcess | string;
   try {
     child = await cluster.kubelet.exec(er.pod, bc, er.command, er.stdin);
@@ -130,10 +140,14 @@ export async function serveExec(
         code: 500,
       }),
     );
+    unregister();
     ws.close(1000);
     return;
   }
-  pipe(cluster, ws, child, er, protocol, opts);
+  ws.off('message', hold);
+  ws.off('close', lost);
+  unregister();
+  pipe(cluster, ws, child, er, protocol, opts, early, gone);
 }
 
 function pipe(
@@ -143,6 +157,8 @@ function pipe(
   er: ExecRequest,
   protocol: string,
   opts: ExecOptions,
+  early: Buffer[],
+  gone: boolean,
 ): void {
   let attached = true;
   let sent = 0;
@@ -174,10 +190,14 @@ function pipe(
   };
   const forward = (channel: number, wanted: boolean) => (data: Buffer) => {
     if (!attached || !wanted) return;
-    ws.send(Buffer.concat([Buffer.from([channel]), data]), relieve);
     sent += data.length;
     const max = cluster.faults.dropExecAfterBytes;
-    if (max !== null && sent >= max) return cut();
+    if (max !== null && sent >= max) {
+      // Cut once this frame is on the wire; the process goes on, as after a network failure.
+      ws.send(Buffer.concat([Buffer.from([channel]), data]), () => ws.terminate());
+      return detach();
+    }
+    ws.send(Buffer.concat([Buffer.from([channel]), data]), relieve);
     if (ws.bufferedAmount > HIGH && !paused) {
       paused = true;
       for (const s of outputs) s.pause();
@@ -187,8 +207,7 @@ function pipe(
   child.stderr?.on('data', forward(STDERR, er.stderr));
   child.stdin?.on('error', () => {});
 
-  ws.on('message', (raw: Buffer, isBinary: boolean) => {
-    const data = isBinary ? raw : Buffer.from(raw);
+  const onFrame = (data: Buffer): void => {
     if (!data.length) return;
     const ch = data[0];
     if (ch === STDIN) {
@@ -199,9 +218,12 @@ function pipe(
     } else if (ch === RESIZE) {
       // No TTY is emulated: resize events have nothing to act on.
     }
-  });
+  };
+  for (const d of early) onFrame(d);
+  ws.on('message', (raw: Buffer) => onFrame(raw));
   ws.on('close', detach);
   ws.on('error', detach);
+  if (gone) detach();
 
   child.on('close', (code, signal) => {
     if (!attached) return;

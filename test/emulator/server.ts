@@ -137,8 +137,11 @@ export async function startServer(
     async setListening(on) {
       if (on === listening) return;
       listening = on;
-      if (on) await listen(port);
-      else server.close();
+      if (on) return listen(port);
+      // A stopped API server also drops the connections it had.
+      server.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => setImmediate(r));
     },
     async close() {
       for (const c of wss.clients) c.terminate();

@@ -110,6 +110,12 @@ export class Kubelet {
     return this.backed.get(pod.metadata.uid)?.containers.find((c) => c.name === name);
   }
 
+  /** Where the container's stdout and stderr go (the pods/log source). */
+  logPath(pod: Pod, container: string): string | undefined {
+    const bp = this.backed.get(pod.metadata.uid);
+    return bp && this.container(pod, container) ? `${bp.dir}/${container}.log` : undefined;
+  }
+
   private allocIndex(): number {
     for (let i = 2; i < 250; i++) {
       if (!this.usedIndexes.has(i)) {

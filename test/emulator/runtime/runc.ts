@@ -1,6 +1,6 @@
 // runc driven directly: one foreground `runc run` per container, `runc exec -p` for exec.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { command } from './command.ts';
 
@@ -63,6 +63,8 @@ export async function deleteContainer(root: string, id: string): Promise<void> {
 }
 
 export async function listContainers(root: string): Promise<string[]> {
+  // `runc list` creates its root directory: never let a check leave one behind.
+  if (!existsSync(root)) return [];
   const r = await command('runc', ['--root', root, 'list', '-q']);
   return r.code === 0 ? r.stdout.split('\n').filter(Boolean) : [];
 }
