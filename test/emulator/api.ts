@@ -154,6 +154,8 @@ function watch<T extends KObject>(
   req: IncomingMessage,
   res: ServerResponse,
 ): void {
+  // kubectl get -w asks for Table rows in its watch too.
+  const table = wantsTable(req.headers.accept);
   const labels = parseLabelSelector(query.get('labelSelector'));
   const field = parseFieldSelector(query.get('fieldSelector'), fields);
   const rvParam = query.get('resourceVersion');
@@ -198,7 +200,10 @@ function watch<T extends KObject>(
     const o = ev.object;
     if (namespace && o.metadata.namespace !== namespace) return;
     if (!labels(o.metadata.labels ?? {}) || !field(o)) return;
-    const line = `${JSON.stringify({ type: ev.type, object: o })}\n`;
+    const object = table
+      ? toTable(o.kind, [o], { resourceVersion: o.metadata.resourceVersion })
+      : o;
+    const line = `${JSON.stringify({ type: ev.type, object })}\n`;
     if (res.headersSent) write(line);
     else buffered.push(line);
   });
