@@ -2,7 +2,7 @@ import { createWriteStream, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import yargs from 'yargs';
 import { loggerFromOptions } from './capture/extcap-provider.ts';
-import { type CaptureRequest, DEFAULTS } from './capture/request.ts';
+import { type CaptureRequest, combineFilters, DEFAULTS } from './capture/request.ts';
 import { finishOutput, runCapture } from './capture/session.ts';
 import { errorLine, KubedumpError } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -41,7 +41,8 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     pod: String(args.pod ?? ''),
     container: str(args.container),
     iface: str(args.interface) ?? DEFAULTS.iface,
-    filter: [args.filter ?? []].flat().map(String).join(' '),
+    // tcpdump-style words after the pod, and/or -f: both apply.
+    filter: combineFilters([str(args.filter), [args.expression ?? []].flat().map(String).join(' ')]),
     snaplen: Number(args.snaplen ?? 0),
     maxPackets: Number(args['max-packets'] ?? 0),
     maxSeconds: Number(args['max-seconds'] ?? 0),
@@ -94,7 +95,7 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       "$0 <command> [options]\n\nCaptures a Kubernetes pod's packets with tcpdump, for Wireshark and tshark.",
     )
     .command(
-      'capture <pod> [filter..]',
+      'capture <pod> [expression..]',
       'capture the packets of a pod (pcap on stdout or to a file)',
       (y) =>
         y

@@ -25,6 +25,11 @@ const result = await build({
     'import.meta.url': '__import_meta_url',
     'import.meta.filename': '__filename',
     'import.meta.dirname': '__dirname',
+    // ws probes its optional native add-ons with require(); the bundle has
+    // none, and esbuild caches a failed require as an empty module, so
+    // switch the probes off at build time.
+    'process.env.WS_NO_BUFFER_UTIL': '"1"',
+    'process.env.WS_NO_UTF_8_VALIDATE': '"1"',
   },
   // import() is unreliable in a SEA main script with a code cache; require() is not.
   supported: { 'dynamic-import': false },

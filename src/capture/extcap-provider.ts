@@ -10,7 +10,7 @@ import { buildGlobalHeader, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { localTcpdumpPath } from '../tcpdump/index.ts';
 import { VERSION } from '../version.ts';
 import { cachePath, discover, loadSettings, podsForInterfaces, readSnapshot } from './discovery.ts';
-import { type CaptureRequest, DEFAULTS } from './request.ts';
+import { type CaptureRequest, combineFilters, DEFAULTS } from './request.ts';
 
 // Wireshark's view of kubedump: interfaces are pods, the options dialog picks
 // the cluster, pod and mode, and a capture runs a CaptureSession.
@@ -91,7 +91,6 @@ export function requestFromOptions(
       },
     );
   }
-  const filters = [value('filter'), captureFilter.trim() || undefined].filter(Boolean);
   return {
     kubeconfig: value('kubeconfig'),
     context: value('context'),
@@ -99,7 +98,7 @@ export function requestFromOptions(
     pod,
     container: value('container'),
     iface: value('remote-interface') ?? DEFAULTS.iface,
-    filter: filters.length > 1 ? filters.map((f) => `(${f})`).join(' and ') : (filters[0] ?? ''),
+    filter: combineFilters([value('filter'), captureFilter]),
     snaplen: integerOption(options, 'snaplen', DEFAULTS.snaplen),
     maxPackets: integerOption(options, 'max-packets', DEFAULTS.maxPackets),
     maxSeconds: integerOption(options, 'max-seconds', DEFAULTS.maxSeconds),

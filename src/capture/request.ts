@@ -35,6 +35,12 @@ export const DEFAULTS = {
   keepBinary: false,
 } as const;
 
+/** Joins filters that must all match; blanks are dropped. */
+export function combineFilters(filters: readonly (string | undefined)[]): string {
+  const parts = filters.map((f) => f?.trim() ?? '').filter((f) => f !== '');
+  return parts.length > 1 ? parts.map((f) => `(${f})`).join(' and ') : (parts[0] ?? '');
+}
+
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 

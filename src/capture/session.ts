@@ -127,11 +127,10 @@ export async function runCapture(
     });
     cleanup.defer(() => session.close());
     // Closing the exec stream does not stop tcpdump: kill it by PID.
-    const killRemote = async () => {
-      if (pid === undefined) return;
-      const target = pid;
-      pid = undefined;
-      await killProcess(kc, placement, target, log);
+    let killing: Promise<void> | undefined;
+    const killRemote = () => {
+      if (pid !== undefined) killing ??= killProcess(kc, placement, pid, log);
+      return killing ?? Promise.resolve();
     };
     cleanup.defer(killRemote);
     hooks.onStarted?.(placement);

@@ -37,14 +37,20 @@ export function parsePidLine(line: string): number | undefined {
   return match ? Number(match[1]) : undefined;
 }
 
+/** tcpdump prefixes messages with its file name, which is ours: drop it. */
+export function withoutProgramName(line: string): string {
+  return line.replace(/^\S*tcpdump\S*: /, '');
+}
+
 /** Lines tcpdump prints in normal operation, which are not errors. */
-export function isTcpdumpChatter(line: string): boolean {
+export function isTcpdumpChatter(raw: string): boolean {
+  const line = withoutProgramName(raw);
   return (
-    /^(tcpdump: )?listening on /.test(line) ||
+    /^listening on /.test(line) ||
     /^\d+ packets? (captured|received by filter|dropped by kernel)/.test(line) ||
-    /^tcpdump: verbose output suppressed/.test(line) ||
-    /^tcpdump: data link type /.test(line) ||
-    line.startsWith(PID_MARKER) ||
+    /^verbose output suppressed/.test(line) ||
+    /^data link type /.test(line) ||
+    raw.startsWith(PID_MARKER) ||
     line.trim() === ''
   );
 }
@@ -56,7 +62,10 @@ export function tcpdumpFailure(
   where: string,
   mode: 'unprivileged' | 'privileged',
 ): KubedumpError {
-  const lines = stderr.split('\n').filter((l) => !isTcpdumpChatter(l));
+  const lines = stderr
+    .split('\n')
+    .filter((l) => !isTcpdumpChatter(l))
+    .map(withoutProgramName);
   const said = lines.join(' ').trim();
   if (/permission|not permitted|EPERM|CAP_NET_RAW/i.test(said)) {
     return new KubedumpError('CAPTURE_PERMISSION', `tcpdump in ${where} may not capture: ${said}`, {

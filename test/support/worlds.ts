@@ -1,0 +1,55 @@
+import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startEmulator } from '../emulator/index.ts';
+import { BUILT } from './kubedump.ts';
+import { kubectl, type RunResult, realCluster } from './real-cluster.ts';
+
+// The two clusters every capture test runs against, behind one shape.
+
+export interface World {
+  name: 'real' | 'emulated';
+  kubeconfig: string;
+  namespace: string;
+  kubectl(args: readonly string[], input?: string): Promise<RunResult>;
+  close(): Promise<void>;
+}
+
+export async function openWorld(name: World['name']): Promise<World> {
+  if (name === 'real') {
+    const { kubeconfig, namespace } = realCluster();
+    return {
+      name,
+      kubeconfig,
+      namespace,
+      kubectl: (args, input) =>
+        kubectl(args, { kubeconfig, ...(input !== undefined && { input }) }),
+      close: async () => {},
+    };
+  }
+  const emulator = await startEmulator();
+  const kubeconfig = emulator.kubeconfigPath;
+  return {
+    name,
+    kubeconfig,
+    namespace: 'demo',
+    kubectl: (args, input) => kubectl(args, { kubeconfig, ...(input !== undefined && { input }) }),
+    close: () => emulator.close(),
+  };
+}
+
+/** A private Wireshark configuration with kubedump installed as an extcap. */
+export function wiresharkHome(kubeconfig: string): { dir: string; env: NodeJS.ProcessEnv } {
+  const dir = mkdtempSync(join(tmpdir(), 'kubedump-wireshark-'));
+  mkdirSync(join(dir, 'extcap'));
+  copyFileSync(BUILT, join(dir, 'extcap', 'kubedump'));
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    WIRESHARK_CONFIG_DIR: dir,
+    KUBECONFIG: kubeconfig,
+    XDG_CACHE_HOME: join(dir, 'cache'),
+    XDG_CONFIG_HOME: join(dir, 'config'),
+    XDG_STATE_HOME: join(dir, 'state'),
+  };
+  return { dir, env };
+}
