@@ -167,8 +167,10 @@ export async function runCapture(
     if (!stopping.signal.aborted) {
       // The remote side ended by itself: that is an error unless it said nothing.
       if (result.exitCode !== 0 || framer.header === undefined) {
+        // The status message repeats the whole command line: only use it
+        // when there is no exit code to go by.
         throw tcpdumpFailure(
-          `${result.stderr}\n${result.message ?? ''}`,
+          result.exitCode === null ? `${result.stderr}\n${result.message ?? ''}` : result.stderr,
           result.exitCode,
           placement.where,
           mode.name,
