@@ -42,7 +42,10 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     container: str(args.container),
     iface: str(args.interface) ?? DEFAULTS.iface,
     // tcpdump-style words after the pod, and/or -f: both apply.
-    filter: combineFilters([str(args.filter), [args.expression ?? []].flat().map(String).join(' ')]),
+    filter: combineFilters([
+      str(args.filter),
+      [args.expression ?? []].flat().map(String).join(' '),
+    ]),
     snaplen: Number(args.snaplen ?? 0),
     maxPackets: Number(args['max-packets'] ?? 0),
     maxSeconds: Number(args['max-seconds'] ?? 0),

@@ -134,7 +134,7 @@ export async function runCapture(
     };
     cleanup.defer(killRemote);
     hooks.onStarted?.(placement);
-    log.info('capture started', { where: placement.where, argv });
+    log.info('capture started', { where: placement.where, protocol: session.protocol, argv });
 
     let timer: NodeJS.Timeout | undefined;
     if (request.maxSeconds > 0) timer = setTimeout(() => stop('limit'), request.maxSeconds * 1000);

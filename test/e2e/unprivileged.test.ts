@@ -20,8 +20,10 @@ for (const worldName of ['real', 'emulated'] as const) {
     });
     after(() => world?.close());
 
-    const tshark = (args: string[], timeoutMs = 60_000) => run(['tshark', ...args], { env: home.env, timeoutMs });
-    const inPod = (pod: string, ...command: string[]) => world.kubectl(['exec', '-n', 'demo', pod, '--', ...command]);
+    const tshark = (args: string[], timeoutMs = 60_000) =>
+      run(['tshark', ...args], { env: home.env, timeoutMs });
+    const inPod = (pod: string, ...command: string[]) =>
+      world.kubectl(['exec', '-n', 'demo', pod, '--', ...command]);
 
     async function assertNothingLeft(pod: string) {
       const ps = await inPod(pod, 'ps');
@@ -39,7 +41,16 @@ for (const worldName of ['real', 'emulated'] as const) {
       const out = join(home.dir, 'web.pcapng');
       const captured = await tshark(['-i', 'kubedump.demo.web', '-c', '20', '-w', out]);
       assert.equal(captured.code, 0, captured.stderr);
-      const http = await tshark(['-r', out, '-Y', 'http.request', '-T', 'fields', '-e', 'http.request.method']);
+      const http = await tshark([
+        '-r',
+        out,
+        '-Y',
+        'http.request',
+        '-T',
+        'fields',
+        '-e',
+        'http.request.method',
+      ]);
       assert.equal(http.code, 0, http.stderr);
       assert.match(http.stdout, /GET/);
       const count = await tshark(['-r', out, '-T', 'fields', '-e', 'frame.number']);
@@ -49,7 +60,13 @@ for (const worldName of ['real', 'emulated'] as const) {
 
     test('the CLI writes pcap to stdout for tshark -r -', async () => {
       const ran = await run(
-        ['bash', '-c', '"$1" capture web -n demo --max-packets 20 -w - | tshark -r - -Y http.request -T fields -e http.request.method', 'sh', BUILT],
+        [
+          'bash',
+          '-c',
+          '"$1" capture web -n demo --max-packets 20 -w - | tshark -r - -Y http.request -T fields -e http.request.method',
+          'sh',
+          BUILT,
+        ],
         { env: home.env, timeoutMs: 60_000 },
       );
       assert.equal(ran.code, 0, ran.stderr);
@@ -60,22 +77,58 @@ for (const worldName of ['real', 'emulated'] as const) {
     test('a kept binary is reused when its hash matches and replaced when it does not', async () => {
       const log = join(home.dir, 'reuse.log');
       const capture = () =>
-        run([BUILT, 'capture', 'web', '-n', 'demo', '--max-packets', '2', '--keep-binary', '--log-level', 'info', '--log-file', log, '-w', join(home.dir, 'reuse.pcap')], {
-          env: home.env,
-          timeoutMs: 60_000,
-        });
-      const events = () => readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l).message as string);
+        run(
+          [
+            BUILT,
+            'capture',
+            'web',
+            '-n',
+            'demo',
+            '--max-packets',
+            '2',
+            '--keep-binary',
+            '--log-level',
+            'info',
+            '--log-file',
+            log,
+            '-w',
+            join(home.dir, 'reuse.pcap'),
+          ],
+          {
+            env: home.env,
+            timeoutMs: 60_000,
+          },
+        );
+      const entries = () =>
+        readFileSync(log, 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
+      const events = () => entries().map((e) => e.message as string);
       assert.equal((await capture()).code, 0);
       assert.equal((await capture()).code, 0);
       const ls = await inPod('web', 'ls', '/tmp');
       const name = UPLOADED.exec(ls.stdout)?.[0];
       assert.ok(name, `kept binary not found in ${ls.stdout}`);
       // Corrupt the kept copy: the next capture must notice and upload again.
-      assert.equal((await inPod('web', 'sh', '-c', 'echo corrupt > "$1"', 'sh', `/tmp/${name}`)).code, 0);
+      assert.equal(
+        (await inPod('web', 'sh', '-c', 'echo corrupt > "$1"', 'sh', `/tmp/${name}`)).code,
+        0,
+      );
       assert.equal((await capture()).code, 0);
       assert.deepEqual(
         events().filter((m) => /tcpdump (uploaded|already present)/.test(m)),
         ['tcpdump uploaded', 'tcpdump already present', 'tcpdump uploaded'],
+      );
+      // The real v1.20 server speaks exec v4; the emulated one offers v5.
+      const protocols = new Set(
+        entries()
+          .filter((e) => e.message === 'capture started')
+          .map((e) => e.protocol),
+      );
+      assert.deepEqual(
+        [...protocols],
+        [worldName === 'real' ? 'v4.channel.k8s.io' : 'v5.channel.k8s.io'],
       );
       await inPod('web', 'rm', '-f', `/tmp/${name}`);
       await assertNothingLeft('web');
@@ -83,7 +136,10 @@ for (const worldName of ['real', 'emulated'] as const) {
 
     test('errors are one clear line and leave nothing behind', async () => {
       const capture = (...args: string[]) =>
-        run([BUILT, 'capture', ...args, '--max-packets', '1', '-w', join(home.dir, 'err.pcap')], { env: home.env, timeoutMs: 60_000 });
+        run([BUILT, 'capture', ...args, '--max-packets', '1', '-w', join(home.dir, 'err.pcap')], {
+          env: home.env,
+          timeoutMs: 60_000,
+        });
       const cases: [string[], RegExp][] = [
         [['distroless', '-n', 'demo'], /privileged mode/],
         [['nonroot', '-n', 'demo'], /privileged mode/],
@@ -107,7 +163,19 @@ for (const worldName of ['real', 'emulated'] as const) {
 
     test('a capture of a pod that does not exist ends at once in tshark with the reason', async () => {
       const started = Date.now();
-      const ran = await tshark(['-i', 'kubedump', '-o', 'extcap.kubedump.pod:nope', '-c', '1', '-w', join(home.dir, 'none.pcapng')], 30_000);
+      const ran = await tshark(
+        [
+          '-i',
+          'kubedump',
+          '-o',
+          'extcap.kubedump.pod:nope',
+          '-c',
+          '1',
+          '-w',
+          join(home.dir, 'none.pcapng'),
+        ],
+        30_000,
+      );
       assert.ok(Date.now() - started < 15_000, 'tshark hung');
       assert.notEqual(ran.code, 0);
       assert.match(ran.stderr, /pod "nope" not found/);
