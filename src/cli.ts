@@ -2,7 +2,14 @@ import { createWriteStream, writeSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import yargs from 'yargs';
 import { loggerFromOptions } from './capture/extcap-provider.ts';
-import { type CaptureRequest, combineFilters, DEFAULTS } from './capture/request.ts';
+import { DEFAULT_HELPER_TIMEOUT_S } from './capture/privileged.ts';
+import {
+  type CaptureRequest,
+  combineFilters,
+  DEFAULTS,
+  PID_LOOKUPS,
+  type PidLookup,
+} from './capture/request.ts';
 import { finishOutput, runCapture } from './capture/session.ts';
 import { errorLine, KubedumpError } from './errors.ts';
 import { VERSION } from './version.ts';
@@ -53,6 +60,9 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     helperNamespace: str(args['helper-namespace']),
     helperImage: str(args['helper-image']) ?? DEFAULTS.helperImage,
     keepBinary: Boolean(args['keep-binary']),
+    helperTimeout: Number(args['helper-timeout'] ?? DEFAULT_HELPER_TIMEOUT_S),
+    runtimeSocket: str(args['runtime-socket']),
+    pidLookup: (str(args['pid-lookup']) ?? 'auto') as PidLookup,
   };
   const logOptions = new Map<string, string>();
   if (str(args['log-level'])) logOptions.set('log-level', String(args['log-level']));
@@ -147,6 +157,21 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
             default: DEFAULTS.helperImage,
             describe: 'helper pod image (sh, nsenter)',
           })
+          .option('helper-timeout', {
+            type: 'number',
+            default: DEFAULT_HELPER_TIMEOUT_S,
+            describe: 'seconds to wait for the helper pod to run',
+          })
+          .option('runtime-socket', {
+            type: 'string',
+            describe: 'container runtime socket on the node (default: probe the known paths)',
+          })
+          .option('pid-lookup', {
+            type: 'string',
+            choices: PID_LOOKUPS,
+            default: 'auto',
+            describe: 'find the target PID through the runtime, cgroups, or both (auto)',
+          })
           .option('snaplen', {
             alias: 's',
             type: 'number',
@@ -163,6 +188,37 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
           .option('log-level', { type: 'string', choices: ['error', 'warn', 'info', 'debug'] })
           .option('log-file', { type: 'string', describe: 'log file (created 0600)' }),
       (args) => run(capture(args, signal)),
+    )
+    .command(
+      'cleanup',
+      'delete every helper pod kubedump left behind',
+      (y) =>
+        y
+          .option('namespace', {
+            alias: 'n',
+            type: 'string',
+            describe: "namespace (default: the context's)",
+          })
+          .option('all-namespaces', {
+            alias: 'A',
+            type: 'boolean',
+            default: false,
+            describe: 'every namespace',
+          })
+          .option('context', { type: 'string', describe: 'kubeconfig context' })
+          .option('kubeconfig', { type: 'string', describe: 'kubeconfig file' }),
+      (args) =>
+        run(
+          import('./capture/cleanup.ts').then((m) =>
+            m.cleanupCommand({
+              kubeconfig: args.kubeconfig,
+              context: args.context,
+              namespace: args.namespace,
+              allNamespaces: Boolean(args['all-namespaces']),
+              print: (line) => process.stdout.write(`${line}\n`),
+            }),
+          ),
+        ),
     )
     .command('install', "put kubedump into Wireshark's personal extcap folder", {}, () =>
       run(import('./install.ts').then((m) => m.install())),

@@ -10,7 +10,13 @@ import { buildGlobalHeader, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { localTcpdumpPath } from '../tcpdump/index.ts';
 import { VERSION } from '../version.ts';
 import { cachePath, discover, loadSettings, podsForInterfaces, readSnapshot } from './discovery.ts';
-import { type CaptureRequest, combineFilters, DEFAULTS } from './request.ts';
+import {
+  type CaptureRequest,
+  combineFilters,
+  DEFAULTS,
+  PID_LOOKUPS,
+  type PidLookup,
+} from './request.ts';
 
 // Wireshark's view of kubedump: interfaces are pods, the options dialog picks
 // the cluster, pod and mode, and a capture runs a CaptureSession.
@@ -106,7 +112,31 @@ export function requestFromOptions(
     helperNamespace: value('helper-namespace'),
     helperImage: value('helper-image') ?? DEFAULTS.helperImage,
     keepBinary: booleanOption(options, 'keep-binary'),
+    ...privilegedOptions(options),
   };
+}
+
+function privilegedOptions(
+  options: Map<string, string>,
+): Pick<CaptureRequest, 'helperTimeout' | 'runtimeSocket' | 'pidLookup'> {
+  const out: Pick<CaptureRequest, 'helperTimeout' | 'runtimeSocket' | 'pidLookup'> = {};
+  if (options.get('helper-timeout'))
+    out.helperTimeout = integerOption(options, 'helper-timeout', 60);
+  if (options.get('runtime-socket')) out.runtimeSocket = options.get('runtime-socket');
+  const lookup = options.get('pid-lookup');
+  if (lookup) {
+    if (!(PID_LOOKUPS as readonly string[]).includes(lookup)) {
+      throw new KubedumpError(
+        'BAD_INPUT',
+        `PID lookup "${lookup.slice(0, 40)}" is not one of ${PID_LOOKUPS.join(', ')}`,
+        {
+          hint: 'pick a PID lookup',
+        },
+      );
+    }
+    out.pidLookup = lookup as PidLookup;
+  }
+  return out;
 }
 
 function selectorValues(current: string | undefined, known: readonly string[]): ArgValue[] {
@@ -231,6 +261,30 @@ export function configArgs(iface: string): Arg[] {
       default: DEFAULTS.helperImage,
       tooltip: 'image with sh and nsenter for the helper pod',
       group: 'Privileged mode',
+    },
+    {
+      call: 'helper-timeout',
+      display: 'Helper start timeout',
+      type: 'unsigned',
+      default: '60',
+      range: [1, 3600],
+      tooltip: 'seconds to wait for the helper pod to run',
+      group: 'Privileged mode',
+    },
+    {
+      call: 'runtime-socket',
+      display: 'Runtime socket',
+      type: 'string',
+      tooltip: 'container runtime socket on the node (default: probe the known paths)',
+      group: 'Privileged mode',
+    },
+    {
+      call: 'pid-lookup',
+      display: 'PID lookup',
+      type: 'selector',
+      tooltip: "how the target's process is found on the node",
+      group: 'Privileged mode',
+      values: PID_LOOKUPS.map((l) => ({ value: l, display: l, default: l === 'auto' })),
     },
     {
       call: 'kubeconfig',

@@ -20,7 +20,16 @@ export interface CaptureRequest {
   helperNamespace?: string | undefined;
   helperImage: string;
   keepBinary: boolean;
+  /** Privileged mode: seconds to wait for the helper pod to run (default 60). */
+  helperTimeout?: number | undefined;
+  /** Privileged mode: the container runtime's socket on the node (default: probe known paths). */
+  runtimeSocket?: string | undefined;
+  /** Privileged mode: how the target's PID is found (default auto: runtime, then cgroups). */
+  pidLookup?: PidLookup | undefined;
 }
+
+export const PID_LOOKUPS = ['auto', 'runtime', 'cgroup'] as const;
+export type PidLookup = (typeof PID_LOOKUPS)[number];
 
 export const DEFAULT_HELPER_IMAGE = 'docker.io/library/busybox:1.36';
 
@@ -74,6 +83,20 @@ export function validateRequest(request: CaptureRequest): void {
     ['time limit', request.maxSeconds],
   ] as const) {
     if (!Number.isInteger(value) || value < 0) throw bad(what, String(value), 'a whole number ≥ 0');
+  }
+  if (request.helperTimeout !== undefined) {
+    const t = request.helperTimeout;
+    if (!Number.isInteger(t) || t < 1 || t > 3600)
+      throw bad('helper timeout', String(t), 'whole seconds from 1 to 3600');
+  }
+  if (
+    request.runtimeSocket !== undefined &&
+    !/^\/[A-Za-z0-9_./@:+-]{1,255}$/.test(request.runtimeSocket)
+  ) {
+    throw bad('runtime socket', request.runtimeSocket, 'an absolute path on the node');
+  }
+  if (request.pidLookup !== undefined && !PID_LOOKUPS.includes(request.pidLookup)) {
+    throw bad('PID lookup', String(request.pidLookup), PID_LOOKUPS.join(', '));
   }
   if (request.filter.length > 8192)
     throw bad('capture filter', request.filter.slice(0, 40), 'too long');

@@ -1,13 +1,13 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { execCollect, openExec } from '../kube/exec.ts';
 import { getPod, nodeArchitecture, pickContainer, requireRunning } from '../kube/pods.ts';
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
-import type { CaptureMode, ModeContext, Placement, TargetContainer } from './mode.ts';
+import type { ModeContext, Placement, TargetContainer } from './mode.ts';
+import { CAPTURE_MODES, type ModeRegistry } from './modes.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
 import {
   isTcpdumpChatter,
@@ -16,7 +16,6 @@ import {
   tcpdumpFailure,
   withPidReport,
 } from './tcpdump-command.ts';
-import { unprivilegedMode } from './unprivileged.ts';
 
 // One capture: resolve the target, let the mode place tcpdump, stream its
 // pcap output as whole records into the sink, and on any stop undo exactly
@@ -36,7 +35,8 @@ export interface CaptureHooks {
   onProgress?: (packets: number, bytes: number) => void;
   /** Called once the remote tcpdump runs. */
   onStarted?: (placement: Placement) => void;
-  modes?: { unprivileged: CaptureMode; privileged?: CaptureMode };
+  /** The modes to choose from (tests may swap one); default: every mode. */
+  modes?: ModeRegistry;
 }
 
 /** How long cleanup may take after a stop before the process gives up waiting. */
@@ -62,12 +62,7 @@ export async function runCapture(
     containerId: picked.containerId,
     nodeName: picked.nodeName,
   };
-  const mode = request.privileged
-    ? hooks.modes?.privileged
-    : (hooks.modes?.unprivileged ?? unprivilegedMode);
-  if (!mode) {
-    throw new KubedumpError('MODE_UNAVAILABLE', 'privileged mode is not available in this build');
-  }
+  const mode = (hooks.modes ?? CAPTURE_MODES)[request.privileged ? 'privileged' : 'unprivileged'];
 
   const stopping = new AbortController();
   const stop = (why: CaptureSummary['ended']) => {

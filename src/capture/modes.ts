@@ -1,0 +1,13 @@
+import type { CaptureMode } from './mode.ts';
+import { privilegedMode } from './privileged.ts';
+import { unprivilegedMode } from './unprivileged.ts';
+
+// Every capture mode, by name: the CLI and the extcap get both without hooks.
+
+export type ModeName = CaptureMode['name'];
+export type ModeRegistry = Readonly<Record<ModeName, CaptureMode>>;
+
+export const CAPTURE_MODES: ModeRegistry = {
+  unprivileged: unprivilegedMode,
+  privileged: privilegedMode,
+};

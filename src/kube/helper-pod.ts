@@ -1,0 +1,239 @@
+import {
+  CoreV1Api,
+  type KubeConfig,
+  PatchStrategy,
+  setHeaderOptions,
+  type V1Pod,
+} from '@kubernetes/client-node';
+import { KubedumpError } from '../errors.ts';
+import { apiError } from './api-errors.ts';
+
+// Short-lived helper pods: create one from a spec, wait until it runs (or say
+// in one line why it never will), refresh an annotation, list them by label,
+// delete them and wait until they are gone. Generic: a spec in, a pod out.
+
+export interface PodRef {
+  namespace: string;
+  name: string;
+}
+
+function ref(pod: PodRef): string {
+  return `${pod.namespace}/${pod.name}`;
+}
+
+function aborted(signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true;
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    }
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+export async function createPod(kc: KubeConfig, namespace: string, body: V1Pod): Promise<V1Pod> {
+  const api = kc.makeApiClient(CoreV1Api);
+  try {
+    return await api.createNamespacedPod({ namespace, body });
+  } catch (error) {
+    throw apiError(error, `create pod ${namespace}/${body.metadata?.name ?? ''}`);
+  }
+}
+
+/** Container waiting reasons that will not fix themselves while we wait. */
+const IMAGE_REASONS = new Set([
+  'ErrImagePull',
+  'ImagePullBackOff',
+  'InvalidImageName',
+  'ErrImageNeverPull',
+]);
+const CREATE_REASONS = new Set([
+  'CreateContainerConfigError',
+  'CreateContainerError',
+  'RunContainerError',
+]);
+
+/** Why a pod does not run (yet): the decision of one poll, pure so it can be tested. */
+export type PodProgress =
+  | { state: 'running' }
+  | { state: 'waiting'; detail: string; unschedulable?: string }
+  | {
+      state: 'failed';
+      code: 'IMAGE_PULL' | 'CONTAINER_FAILED' | 'POD_ENDED';
+      detail: string;
+      image?: string;
+    };
+
+export function podProgress(pod: V1Pod): PodProgress {
+  const phase = pod.status?.phase ?? 'Pending';
+  const statuses = pod.status?.containerStatuses ?? [];
+  if (phase === 'Running' && statuses.length > 0 && statuses.every((s) => s.state?.running)) {
+    return { state: 'running' };
+  }
+  if (phase === 'Succeeded' || phase === 'Failed') {
+    const t = statuses.find((s) => s.state?.terminated)?.state?.terminated;
+    const why = pod.status?.reason ?? t?.reason ?? phase;
+    return {
+      state: 'failed',
+      code: 'POD_ENDED',
+      detail: `it ended (${why}${t?.exitCode !== undefined ? `, exit ${t.exitCode}` : ''})${pod.status?.message ? `: ${pod.status.message}` : ''}`,
+    };
+  }
+  for (const s of statuses) {
+    const waiting = s.state?.waiting;
+    if (!waiting?.reason) continue;
+    if (IMAGE_REASONS.has(waiting.reason)) {
+      return {
+        state: 'failed',
+        code: 'IMAGE_PULL',
+        image: s.image,
+        detail: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`,
+      };
+    }
+    if (CREATE_REASONS.has(waiting.reason)) {
+      return {
+        state: 'failed',
+        code: 'CONTAINER_FAILED',
+        detail: `${waiting.reason}${waiting.message ? `: ${waiting.message}` : ''}`,
+      };
+    }
+  }
+  const scheduled = pod.status?.conditions?.find((c) => c.type === 'PodScheduled');
+  if (scheduled?.status === 'False') {
+    return {
+      state: 'waiting',
+      detail: `not scheduled (${scheduled.reason ?? 'Pending'})`,
+      unschedulable: scheduled.message ?? scheduled.reason ?? 'no node fits',
+    };
+  }
+  const reason = statuses.find((s) => s.state?.waiting?.reason)?.state?.waiting?.reason;
+  return { state: 'waiting', detail: `phase ${phase}${reason ? `, ${reason}` : ''}` };
+}
+
+export interface WaitOptions {
+  timeoutMs: number;
+  signal?: AbortSignal | undefined;
+  pollMs?: number;
+}
+
+/**
+ * Polls until the pod runs. Throws KubedumpError: IMAGE_PULL (with the image
+ * in `cause`), CONTAINER_FAILED, POD_ENDED, UNSCHEDULABLE, POD_START_TIMEOUT, ABORTED.
+ */
+export async function waitUntilRunning(
+  kc: KubeConfig,
+  pod: PodRef,
+  options: WaitOptions,
+): Promise<V1Pod> {
+  const api = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + options.timeoutMs;
+  let last: PodProgress = { state: 'waiting', detail: 'not created yet' };
+  while (!aborted(options.signal)) {
+    let current: V1Pod;
+    try {
+      current = await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
+    } catch (error) {
+      if (aborted(options.signal)) break;
+      throw apiError(error, `get pod ${ref(pod)}`);
+    }
+    last = podProgress(current);
+    if (last.state === 'running') return current;
+    if (last.state === 'failed') {
+      throw new KubedumpError(last.code, `pod ${ref(pod)} cannot run: ${last.detail}`, {
+        cause: { image: last.image },
+      });
+    }
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    await sleep(Math.min(options.pollMs ?? 250, left), options.signal);
+  }
+  if (aborted(options.signal)) {
+    throw new KubedumpError('ABORTED', `waiting for pod ${ref(pod)}: stopped`);
+  }
+  const seconds = Math.round(options.timeoutMs / 1000);
+  if (last.state === 'waiting' && last.unschedulable) {
+    throw new KubedumpError(
+      'UNSCHEDULABLE',
+      `pod ${ref(pod)} was not scheduled within ${seconds} s: ${last.unschedulable}`,
+    );
+  }
+  throw new KubedumpError(
+    'POD_START_TIMEOUT',
+    `pod ${ref(pod)} did not start within ${seconds} s (${last.detail})`,
+  );
+}
+
+/** Merges annotations into the pod's metadata (a JSON merge patch). */
+export async function annotatePod(
+  kc: KubeConfig,
+  pod: PodRef,
+  annotations: Record<string, string>,
+): Promise<void> {
+  const api = kc.makeApiClient(CoreV1Api);
+  try {
+    await api.patchNamespacedPod(
+      { name: pod.name, namespace: pod.namespace, body: { metadata: { annotations } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+  } catch (error) {
+    throw apiError(error, `patch pod ${ref(pod)}`);
+  }
+}
+
+export async function listPodsByLabel(
+  kc: KubeConfig,
+  namespace: string | undefined,
+  labelSelector: string,
+): Promise<V1Pod[]> {
+  const api = kc.makeApiClient(CoreV1Api);
+  try {
+    const list = namespace
+      ? await api.listNamespacedPod({ namespace, labelSelector })
+      : await api.listPodForAllNamespaces({ labelSelector });
+    return list.items;
+  } catch (error) {
+    throw apiError(error, `list pods${namespace ? ` in namespace ${namespace}` : ''}`);
+  }
+}
+
+/**
+ * Deletes the pod with grace period 0 and waits until the API no longer has
+ * it. A pod that does not exist is already gone. Resolves false when
+ * `waitMs` passed first.
+ */
+export async function deletePodAndWait(
+  kc: KubeConfig,
+  pod: PodRef,
+  waitMs: number,
+): Promise<boolean> {
+  const api = kc.makeApiClient(CoreV1Api);
+  const deadline = Date.now() + waitMs;
+  try {
+    await api.deleteNamespacedPod({
+      name: pod.name,
+      namespace: pod.namespace,
+      gracePeriodSeconds: 0,
+    });
+  } catch (error) {
+    const e = apiError(error, `delete pod ${ref(pod)}`);
+    if (e.code === 'NOT_FOUND') return true;
+    throw e;
+  }
+  while (Date.now() < deadline) {
+    try {
+      await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
+    } catch (error) {
+      const e = apiError(error, `get pod ${ref(pod)}`);
+      if (e.code === 'NOT_FOUND') return true;
+      throw e;
+    }
+    await sleep(Math.min(100, Math.max(0, deadline - Date.now())));
+  }
+  return false;
+}
