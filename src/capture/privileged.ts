@@ -209,7 +209,12 @@ async function findPid(
             ? bridge.parsePid(result.stdout.toString('utf8'), query)
             : undefined;
         if (pid !== undefined) {
-          log.info('target PID found', { targetPid: pid, method: `${bridge.name} bridge`, tool, socket });
+          log.info('target PID found', {
+            targetPid: pid,
+            method: `${bridge.name} bridge`,
+            tool,
+            socket,
+          });
           return pid;
         }
         const said = result.stderr.trim().split('\n').pop() || `exit ${result.exitCode}`;

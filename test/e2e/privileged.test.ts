@@ -317,7 +317,7 @@ describe('privileged capture on the real cluster', () => {
       '--max-packets',
       '1',
       '--log-level',
-      'info',
+      'debug',
       '--log-file',
       next,
       '-w',
