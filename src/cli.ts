@@ -113,10 +113,10 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       (y) =>
         y
           .positional('pod', { type: 'string', describe: 'pod name' })
-          .positional('filter', {
+          .positional('expression', {
             type: 'string',
             array: true,
-            describe: 'BPF capture filter (also -f)',
+            describe: 'BPF filter words, as for tcpdump (and-ed with -f)',
           })
           .option('namespace', {
             alias: 'n',
