@@ -4,8 +4,11 @@
 // to the extcap dispatcher; everything else is the CLI.
 
 import { writeSync } from 'node:fs';
+import type { captureToOutput } from './capture/run.ts';
 import { errorLine } from './errors.ts';
 import { isExtcapArgv } from './extcap/argv.ts';
+
+type CaptureFn = typeof captureToOutput;
 
 /** Writes all of `text` to a file descriptor before returning (pipes may be non-blocking). */
 function writeAll(fd: number, text: string): void {
@@ -37,10 +40,13 @@ async function main(argv: string[]): Promise<number> {
   if (isExtcapArgv(argv)) {
     const { runExtcap } = await import('./extcap/dispatcher.ts');
     const { kubedumpProvider } = await import('./capture/extcap-provider.ts');
-    const { captureToOutput } = await import('./capture/run.ts');
+    // The capture path loads the Kubernetes client: only a capture imports it,
+    // so discovery and config answers start without compiling it.
+    const capture: CaptureFn = async (...args) =>
+      (await import('./capture/run.ts')).captureToOutput(...args);
     return runExtcap(
       argv,
-      kubedumpProvider({ capture: captureToOutput }),
+      kubedumpProvider({ capture }),
       {
         out: (lines) => writeAll(1, lines.length ? `${lines.join('\n')}\n` : ''),
         error: (line) => writeAll(2, `${line}\n`),

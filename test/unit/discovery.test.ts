@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,4 +88,44 @@ test('a fresh cache answers without asking the cluster; a cold failure falls bac
   const stale = await discover({ ...settings, freshMs: 0 }, never);
   assert.equal(stale.source, 'stale-cache');
   assert.deepEqual(stale.snapshot?.pods, pods);
+});
+
+test('discovery from a fresh cache and --extcap-config never load the Kubernetes client', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kubedump-warm-'));
+  const env = {
+    ...process.env,
+    KUBECONFIG: join(dir, 'missing-kubeconfig'),
+    XDG_CACHE_HOME: join(dir, 'cache'),
+    XDG_CONFIG_HOME: join(dir, 'config'),
+  };
+  writeSnapshot(cachePath(loadSettings(env), env), {
+    time: Date.now(),
+    context: 'c',
+    contexts: ['c'],
+    pods: [{ namespace: 'demo', name: 'web', node: 'n1' }],
+  });
+  // A resolve hook records every module that is loaded.
+  const trace = join(dir, 'modules.txt');
+  const hook = join(dir, 'hook.mjs');
+  writeFileSync(
+    hook,
+    `import { registerHooks } from 'node:module';
+import { appendFileSync } from 'node:fs';
+registerHooks({ resolve(specifier, context, next) { appendFileSync(${JSON.stringify(trace)}, specifier + '\\n'); return next(specifier, context); } });`,
+  );
+  for (const args of [
+    ['--extcap-interfaces', '--extcap-version=4.0'],
+    ['--extcap-config', '--extcap-interface', 'kubedump.demo.web'],
+  ]) {
+    writeFileSync(trace, '');
+    const ran = await run(
+      [process.execPath, '--import', hook, ...kubedumpCommand('source').slice(1), ...args],
+      { env },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.match(ran.stdout, /kubedump\.demo\.web|\{call=--pod\}/);
+    const loaded = readFileSync(trace, 'utf8');
+    assert.match(loaded, /discovery\.ts/, 'the trace saw the modules');
+    assert.doesNotMatch(loaded, /@kubernetes\/client-node|kube\/config\.ts|kube\/pods\.ts/);
+  }
 });
