@@ -1,0 +1,137 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { BUILT, run } from '../support/kubedump.ts';
+import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
+
+// A container whose /tmp and /var/tmp are read-only and whose /dev/shm is
+// noexec (as containerd mounts it) must still be captured unprivileged: the
+// probe moves on to the next directory that is writable and executable.
+
+let world: World;
+let home: ReturnType<typeof wiresharkHome>;
+
+before(async () => {
+  world = await openWorld('real');
+  home = wiresharkHome(world.kubeconfig);
+  const web = await world.kubectl([
+    'get',
+    'pod',
+    '-n',
+    'demo',
+    'web',
+    '-o',
+    'jsonpath={.status.podIP}',
+  ]);
+  assert.match(web.stdout, /^\d+\.\d+\.\d+\.\d+$/);
+  const pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'readonly', namespace: 'demo' },
+    spec: {
+      nodeName: 'kubedump-node',
+      terminationGracePeriodSeconds: 0,
+      containers: [
+        {
+          name: 'app',
+          image: 'docker.io/library/busybox:1.36',
+          imagePullPolicy: 'Never',
+          command: [
+            'sh',
+            '-c',
+            'while true; do timeout 3 wget -q -O - "http://$0/" >/dev/null; sleep 0.3; done',
+            web.stdout,
+          ],
+          securityContext: { readOnlyRootFilesystem: true },
+          volumeMounts: [{ name: 'run', mountPath: '/run' }],
+        },
+      ],
+      volumes: [{ name: 'run', emptyDir: {} }],
+    },
+  };
+  assert.equal((await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod))).code, 0);
+  const ready = await world.kubectl([
+    'wait',
+    '-n',
+    'demo',
+    '--for=condition=Ready',
+    'pod/readonly',
+    '--timeout=60s',
+  ]);
+  assert.equal(ready.code, 0, ready.stderr);
+});
+
+after(async () => {
+  await world?.kubectl([
+    'delete',
+    'pod',
+    '-n',
+    'demo',
+    'readonly',
+    '--grace-period=0',
+    '--wait=true',
+  ]);
+  await world?.close();
+});
+
+test('read-only /tmp and noexec /dev/shm do not end the capture', async () => {
+  const mounts = await world.kubectl([
+    'exec',
+    '-n',
+    'demo',
+    'readonly',
+    '--',
+    'cat',
+    '/proc/mounts',
+  ]);
+  assert.match(mounts.stdout, / \/dev\/shm tmpfs [^ ]*noexec/);
+  assert.notEqual(
+    (await world.kubectl(['exec', '-n', 'demo', 'readonly', '--', 'touch', '/tmp/x'])).code,
+    0,
+  );
+  const log = join(home.dir, 'readonly.log');
+  const out = join(home.dir, 'readonly.pcap');
+  const ran = await run(
+    [
+      BUILT,
+      'capture',
+      'readonly',
+      '-n',
+      'demo',
+      '--max-packets',
+      '10',
+      '--log-level',
+      'info',
+      '--log-file',
+      log,
+      '-w',
+      out,
+    ],
+    {
+      env: home.env,
+      timeoutMs: 60_000,
+    },
+  );
+  assert.equal(ran.code, 0, ran.stderr);
+  const uploaded = readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l))
+    .find((e) => e.message === 'tcpdump uploaded');
+  assert.match(String(uploaded?.binary), /^\/run\/kubedump-tcpdump-/);
+  const http = await run(['tshark', '-r', out, '-Y', 'http.request'], { env: home.env });
+  assert.match(http.stdout, /GET/);
+  const left = await world.kubectl([
+    'exec',
+    '-n',
+    'demo',
+    'readonly',
+    '--',
+    'ls',
+    '-a',
+    '/run',
+    '/dev/shm',
+  ]);
+  assert.doesNotMatch(left.stdout, /kubedump/);
+});
