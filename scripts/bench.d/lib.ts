@@ -1,0 +1,176 @@
+// Shared pieces of `npm run bench`: processes, timing, statistics, the table.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+export const KUBEDUMP = join(ROOT, 'extcap', 'kubedump');
+export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
+export const KUBECTL = '/usr/bin/kubectl';
+export const REAL_KUBECONFIG = '/var/lib/kubedump-k8s/kubeconfig';
+
+export interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+/** Runs argv to completion (no shell); never rejects. */
+export function run(
+  argv: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<Ran> {
+  const started = performance.now();
+  return new Promise((done) => {
+    const [cmd, ...args] = argv;
+    const child = spawn(cmd as string, args, {
+      env: opts.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    child.stdin.on('error', () => {});
+    child.stdin.end(opts.input ?? '');
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      done({ code: -1, stdout, stderr: String(e), ms: performance.now() - started });
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      done({ code, stdout, stderr, ms: performance.now() - started });
+    });
+  });
+}
+
+/** Like run() but throws unless the exit code is 0. */
+export async function must(
+  argv: readonly string[],
+  opts: Parameters<typeof run>[1] = {},
+): Promise<Ran> {
+  const r = await run(argv, opts);
+  if (r.code !== 0) {
+    throw new Error(`${argv.join(' ')} exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  }
+  return r;
+}
+
+/** Times a command (wall clock, spawn to exit); throws on failure. */
+export async function timed(argv: readonly string[], env?: NodeJS.ProcessEnv): Promise<number> {
+  return (await must(argv, env ? { env } : {})).ms;
+}
+
+export function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+export function kubectl(kubeconfig: string, args: readonly string[]): string[] {
+  return [KUBECTL, '--kubeconfig', kubeconfig, ...args];
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Peak resident set size of a process, sampled from /proc every `everyMs`:
+ * VmRSS (everything, including the pages of the 110 MB executable that were
+ * touched) and RssAnon (heap, buffers: what grows with load).
+ */
+export class RssSampler {
+  readonly samples: { t: number; kb: number; anonKb: number }[] = [];
+  readonly #timer: NodeJS.Timeout;
+  readonly #start = performance.now();
+  constructor(pid: number, everyMs = 100) {
+    this.#timer = setInterval(() => {
+      try {
+        const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+        const rss = /VmRSS:\s+(\d+)/.exec(status);
+        const anon = /RssAnon:\s+(\d+)/.exec(status);
+        if (rss && anon) {
+          const t = performance.now() - this.#start;
+          this.samples.push({ t, kb: Number(rss[1]), anonKb: Number(anon[1]) });
+        }
+      } catch {
+        // the process ended
+      }
+    }, everyMs);
+  }
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+  peakMb(from = 0, to = Number.POSITIVE_INFINITY, which: 'kb' | 'anonKb' = 'kb'): number {
+    let peak = 0;
+    for (const s of this.samples) if (s.t >= from && s.t <= to) peak = Math.max(peak, s[which]);
+    return peak / 1024;
+  }
+}
+
+export function waitExit(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((r) => child.once('exit', (code) => r(code)));
+}
+
+/** Counts the records of a pcap byte stream (little- or big-endian, µs or ns). */
+export function pcapRecords(data: Buffer): { records: number; bytes: number; truncated: number } {
+  if (data.length < 24) return { records: 0, bytes: data.length, truncated: data.length };
+  const magic = data.readUInt32LE(0);
+  const le = magic === 0xa1b2c3d4 || magic === 0xa1b23c4d;
+  let at = 24;
+  let records = 0;
+  while (at + 16 <= data.length) {
+    const incl = le ? data.readUInt32LE(at + 8) : data.readUInt32BE(at + 8);
+    if (at + 16 + incl > data.length) break;
+    at += 16 + incl;
+    records++;
+  }
+  return { records, bytes: data.length, truncated: data.length - at };
+}
+
+// ---- the table ----
+
+export interface Row {
+  benchmark: string;
+  kubedump: string;
+  peer: string;
+  ratio: string;
+  target: string;
+  met: boolean | undefined;
+}
+
+export const rows: Row[] = [];
+
+export function ms(x: number): string {
+  return `${Math.round(x)} ms`;
+}
+
+export function mbps(bytesPerSecond: number): string {
+  return `${(bytesPerSecond / 1e6).toFixed(0)} MB/s`;
+}
+
+export function ratio(a: number, b: number): string {
+  return `${(a / b).toFixed(2)}×`;
+}
+
+export function table(list: readonly Row[]): string {
+  const head = ['Benchmark', 'kubedump', 'Peer', 'Ratio', 'Target', 'Met'];
+  const lines = list.map((r) => [
+    r.benchmark,
+    r.kubedump,
+    r.peer,
+    r.ratio,
+    r.target,
+    r.met === undefined ? '–' : r.met ? 'yes' : '**no**',
+  ]);
+  const out = [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`];
+  for (const l of lines) out.push(`| ${l.join(' | ')} |`);
+  return out.join('\n');
+}
+
+export function log(message: string): void {
+  process.stderr.write(`[bench] ${message}\n`);
+}
