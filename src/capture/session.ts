@@ -1,5 +1,6 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { execCollect, openExec } from '../kube/exec.ts';
 import { getPod, nodeArchitecture, pickContainer, requireRunning } from '../kube/pods.ts';
@@ -48,11 +49,40 @@ export async function runCapture(
   signal: AbortSignal,
   hooks: CaptureHooks,
 ): Promise<CaptureSummary> {
+  try {
+    return await capture(request, sink, signal, hooks);
+  } catch (error) {
+    if (!signal.aborted) throw error;
+    // Stopped by the user before tcpdump ran (connecting, uploading, waiting
+    // for the helper pod): a stop, not a failure. Leave a valid, empty capture.
+    hooks.log.info('stopped before the capture started', { error });
+    await finishOutput(sink, { header: undefined }, request).catch(() => {});
+    return { packets: 0, bytes: 0, ended: 'stopped' };
+  }
+}
+
+/** Settles with `promise`, or rejects as soon as `signal` aborts. */
+function orStop<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new KubedumpError('ABORTED', 'stopped'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+async function capture(
+  request: CaptureRequest,
+  sink: Writable,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<CaptureSummary> {
   validateRequest(request);
   const { log } = hooks;
   const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
   const namespace = request.namespace || contextNamespace(kc);
-  const pod = await getPod(kc, { namespace, name: request.pod });
+  // The API server may be slow or black-holed: a stop must not wait for it.
+  const pod = await orStop(getPod(kc, { namespace, name: request.pod }), signal);
   const picked = pickContainer(pod, request.container);
   requireRunning(picked);
   const target: TargetContainer = {
@@ -91,9 +121,6 @@ export async function runCapture(
     };
     const placement = await mode.prepare(ctx);
     stopping.signal.throwIfAborted();
-    if (placement.removeBinary) {
-      cleanup.defer(() => removeFile(kc, placement, log));
-    }
 
     let pid: number | undefined;
     let stderrLine = '';
@@ -241,17 +268,4 @@ async function killProcess(
     signal: AbortSignal.timeout(STOP_BUDGET_MS),
   });
   log.info('remote tcpdump stopped', { pid, exitCode: result.exitCode });
-}
-
-async function removeFile(
-  kc: Parameters<typeof execCollect>[0],
-  placement: Placement,
-  log: Logger,
-) {
-  const result = await execCollect(kc, {
-    ...placement.exec,
-    command: ['rm', '-f', placement.binary],
-    signal: AbortSignal.timeout(STOP_BUDGET_MS),
-  });
-  log.info('uploaded tcpdump removed', { binary: placement.binary, exitCode: result.exitCode });
 }
