@@ -34,8 +34,6 @@ export interface Placement {
   prefix: string[];
   /** For messages: where tcpdump runs. */
   where: string;
-  /** Remove `binary` when the capture stops. */
-  removeBinary: boolean;
 }
 
 export interface CaptureMode {

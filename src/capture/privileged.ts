@@ -111,9 +111,8 @@ export const privilegedMode: CaptureMode = {
       exec,
       binary,
       prefix: ['nsenter', '-t', String(pid), '-n', '--'],
-      where: `helper pod ${namespace}/${helper.name} (node ${target.nodeName}, PID ${pid} of pod ${target.namespace}/${target.pod})`,
       // The helper pod and everything in it are deleted on stop.
-      removeBinary: false,
+      where: `helper pod ${namespace}/${helper.name} (node ${target.nodeName}, PID ${pid} of pod ${target.namespace}/${target.pod})`,
     };
   },
 };

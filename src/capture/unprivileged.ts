@@ -1,7 +1,7 @@
 import { KubedumpError } from '../errors.ts';
 import { archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpdump/index.ts';
 import type { CaptureMode, ModeContext, Placement } from './mode.ts';
-import { probeContainer, uploadExecutable } from './upload.ts';
+import { probeContainer, removeUploaded, uploadExecutable } from './upload.ts';
 
 // Unprivileged mode: tcpdump runs inside the target container itself, as the
 // container's user, so it needs root or CAP_NET_RAW there, and /bin/sh.
@@ -38,6 +38,11 @@ export const unprivilegedMode: CaptureMode = {
     const probe =
       arch === 'amd64' ? probeAmd64 : await probeContainer(kc, exec, name, sha256, signal);
     const binary = `${probe.dir.replace(/\/$/, '')}/${name}`;
+    // Registered before the upload: a stop during it must not leave the file
+    // (or its temporary) behind; the remote side may finish after we stop.
+    if (!ctx.request.keepBinary) {
+      ctx.cleanup.defer(() => removeUploaded(kc, exec, probe.dir, name, log));
+    }
     if (probe.state === 'present') {
       log.info('tcpdump already present', { binary });
     } else {
@@ -50,7 +55,6 @@ export const unprivilegedMode: CaptureMode = {
       binary,
       prefix: [],
       where: `pod ${target.namespace}/${target.pod}`,
-      removeBinary: !ctx.request.keepBinary,
     };
   },
 };

@@ -2,6 +2,10 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { pack } from 'tar-stream';
 import { KubedumpError } from '../errors.ts';
 import { type ExecOptions, execCollect } from '../kube/exec.ts';
+import type { Logger } from '../log.ts';
+
+/** How long removing the uploaded file may take during a stop. */
+const REMOVE_BUDGET_MS = 1500;
 
 // Puts the static tcpdump into the container. A probe finds a directory where
 // files can be written AND executed (a noexec or read-only /tmp is common),
@@ -124,7 +128,7 @@ export async function uploadExecutable(
   content: Buffer,
   signal?: AbortSignal,
 ): Promise<void> {
-  const temporary = `.${name}.${process.pid}.part`;
+  const temporary = temporaryName(name);
   const payload = probe.hasTar ? await tarOf(temporary, content) : content;
   const script = probe.hasTar ? EXTRACT_TAR : EXTRACT_RAW;
   const result = await execCollect(kc, {
@@ -140,4 +144,27 @@ export async function uploadExecutable(
       { hint: 'use privileged mode (--privileged)' },
     );
   }
+}
+
+/** The name an upload is written under before it is moved into place. */
+export function temporaryName(name: string): string {
+  return `.${name}.${process.pid}.part`;
+}
+
+/** Removes the uploaded tcpdump and a partial upload; bounded by the stop budget. */
+export async function removeUploaded(
+  kc: KubeConfig,
+  target: ExecTarget,
+  dir: string,
+  name: string,
+  log: Logger,
+): Promise<void> {
+  const base = dir.replace(/\/$/, '');
+  const binary = `${base}/${name}`;
+  const result = await execCollect(kc, {
+    ...target,
+    command: ['rm', '-f', binary, `${base}/${temporaryName(name)}`],
+    signal: AbortSignal.timeout(REMOVE_BUDGET_MS),
+  });
+  log.info('uploaded tcpdump removed', { binary, exitCode: result.exitCode });
 }
