@@ -1,5 +1,6 @@
-import { createWriteStream, writeSync } from 'node:fs';
-import type { Writable } from 'node:stream';
+import { createWriteStream, write, writeSync } from 'node:fs';
+import { Writable } from 'node:stream';
+import { isatty } from 'node:tty';
 import yargs from 'yargs';
 import { loggerFromOptions } from './capture/extcap-provider.ts';
 import { DEFAULT_HELPER_TIMEOUT_S } from './capture/privileged.ts';
@@ -17,9 +18,39 @@ import { VERSION } from './version.ts';
 // The command-line face: `kubedump capture POD ...` for terminals and scripts
 // (`-w - | tshark -r -`), plus install, uninstall and version.
 
+/**
+ * Writes on the descriptor itself, never destroying process.stdout. A pipe may
+ * be non-blocking (the reader's end is shared, or the fd was put in that
+ * mode): a full pipe then answers EAGAIN, which means "wait", not "fail".
+ * The callback waits, so backpressure reaches the capture while the reader
+ * stalls, and the event loop stays free for signals.
+ */
+class FdWritable extends Writable {
+  readonly #fd: number;
+  constructor(fd: number) {
+    super({ highWaterMark: 256 * 1024 });
+    this.#fd = fd;
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (e?: Error) => void) {
+    const attempt = (buffer: Buffer, delay: number) => {
+      write(this.#fd, buffer, 0, buffer.length, null, (error, written) => {
+        if ((error as NodeJS.ErrnoException | null)?.code === 'EAGAIN') {
+          setTimeout(() => attempt(buffer, Math.min(delay * 2, 50)), delay);
+        } else if (error) {
+          callback(error);
+        } else if (written < buffer.length) {
+          attempt(buffer.subarray(written), 1);
+        } else {
+          callback();
+        }
+      });
+    };
+    attempt(chunk, 1);
+  }
+}
+
 function fdStream(fd: number): Writable {
-  // Writes on the descriptor itself, never destroying process.stdout.
-  return createWriteStream('', { fd, autoClose: false });
+  return new FdWritable(fd);
 }
 
 function progressPrinter(): ((packets: number, bytes: number) => void) | undefined {
@@ -35,7 +66,8 @@ function progressPrinter(): ((packets: number, bytes: number) => void) | undefin
 
 async function capture(args: Record<string, unknown>, signal: AbortSignal): Promise<number> {
   const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
-  const target = str(args.write) ?? (process.stdout.isTTY ? undefined : '-');
+  // isatty, not process.stdout.isTTY: that getter makes fd 1 non-blocking.
+  const target = str(args.write) ?? (isatty(1) ? undefined : '-');
   if (!target) {
     throw new KubedumpError('BAD_INPUT', 'no output given and stdout is a terminal', {
       hint: 'pass -w FILE, or -w - and pipe into tshark -r -',
