@@ -71,8 +71,8 @@ try {
     await benchTshark({ ...emu, label: 'emulated, 50 pods', pods: 50 }, Math.min(runs, 3));
   }
   if (only.has('3')) {
-    await benchThroughput('real cluster', REAL_KUBECONFIG, runs, 256);
-    await benchThroughput('emulated', emulator.kubeconfig, runs, 256);
+    await benchThroughput('real cluster', REAL_KUBECONFIG, runs, 512);
+    await benchThroughput('emulated', emulator.kubeconfig, runs, 512);
   }
   if (only.has('4') || only.has('6')) {
     await benchLoad(REAL_KUBECONFIG, Number(values['load-seconds']));

@@ -44,7 +44,7 @@ export async function benchThroughput(
       throw new Error(`kubedump exec delivered ${out.bytes} bytes, expected ${bytes}`);
     }
     protocol = out.protocol;
-    t.kd.push(r.ms);
+    t.kd.push(out.ms);
     const kms = await kubectlToFile(
       ['--kubeconfig', kubeconfig, 'exec', '-n', 'demo', 'web', '--', ...command],
       file,
