@@ -12,6 +12,8 @@ import { CAPTURE_MODES, type ModeRegistry } from './modes.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
 import {
   isTcpdumpChatter,
+  KEEPALIVE_BYE,
+  KEEPALIVE_MS,
   parsePidLine,
   tcpdumpArgv,
   tcpdumpFailure,
@@ -133,6 +135,8 @@ async function capture(
     const session = await openExec(kc, {
       ...placement.exec,
       command: withPidReport([...placement.prefix, ...argv]),
+      // stdin carries the keepalive lines the remote watchdog waits for.
+      stdin: true,
       signal: stopping.signal,
       onStderr: (chunk) => {
         stderrLine += chunk.toString('utf8');
@@ -148,6 +152,10 @@ async function capture(
       },
     });
     cleanup.defer(() => session.close());
+    const send = (line: string) => session.write(Buffer.from(line)).catch(() => {});
+    const keepalive = setInterval(() => send('\n'), KEEPALIVE_MS);
+    keepalive.unref();
+    cleanup.defer(() => clearInterval(keepalive));
     // Closing the exec stream does not stop tcpdump: kill it by PID.
     let killing: Promise<void> | undefined;
     const killRemote = () => {
@@ -155,6 +163,13 @@ async function capture(
       return killing ?? Promise.resolve();
     };
     cleanup.defer(killRemote);
+    // First on every stop: the watchdog ends quietly, tcpdump is killed by PID.
+    let bye: Promise<void> | undefined;
+    const sayBye = () => {
+      bye ??= send(KEEPALIVE_BYE);
+      return bye;
+    };
+    cleanup.defer(sayBye);
     hooks.onStarted?.(placement);
     log.info('capture started', { where: placement.where, protocol: session.protocol, argv });
 
@@ -166,6 +181,7 @@ async function capture(
       () => {
         // tcpdump flushes and exits on SIGTERM, which ends the stream below;
         // if that takes too long, the socket is closed under it.
+        void sayBye();
         killRemote().catch((error) => log.warn('kill failed', { error }));
         setTimeout(() => session.close(), 1000).unref();
       },

@@ -13,9 +13,24 @@ export interface TcpdumpArgs {
 /** Marks the line on stderr that carries the remote PID. */
 export const PID_MARKER = 'kubedump-pid';
 
+/** kubedump writes a line on the remote stdin this often while it lives. */
+export const KEEPALIVE_MS = 2000;
+/** The line that tells the remote watchdog to leave tcpdump alone. */
+export const KEEPALIVE_BYE = 'bye\n';
+const KEEPALIVE_TIMEOUT_S = 10;
+
 // `exec "$@"` keeps the PID of this shell for tcpdump, so the echoed PID is
 // the one to kill. The script text is constant; everything variable is "$@".
-const PID_WRAPPER = `echo "${PID_MARKER} $$" >&2; exec "$@"`;
+// A watchdog reads the keepalive lines on stdin: when they stop for 10 s
+// (kubedump was killed, or lost the API server), it kills tcpdump, because
+// closing an exec stream does not. Shells without `read -t` get no watchdog.
+const PID_WRAPPER = `echo "${PID_MARKER} $$" >&2
+p=$$
+if (read -t 1 l </dev/null) 2>/dev/null; [ $? -eq 1 ]; then
+  exec 3<&0
+  ( while read -t ${KEEPALIVE_TIMEOUT_S} l <&3; do [ "$l" = bye ] && exit 0; done; kill $p ) <&3 >/dev/null 2>&1 &
+fi
+exec "$@" </dev/null 3<&-`;
 
 export function tcpdumpArgv(args: TcpdumpArgs): string[] {
   const argv = [args.binary, '-i', args.iface, '-U', '--immediate-mode', '-w', '-'];
