@@ -3,7 +3,6 @@ import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
 import yargs from 'yargs';
 import { loggerFromOptions } from './capture/extcap-provider.ts';
-import { DEFAULT_HELPER_TIMEOUT_S } from './capture/privileged.ts';
 import {
   type CaptureRequest,
   combineFilters,
@@ -11,7 +10,6 @@ import {
   PID_LOOKUPS,
   type PidLookup,
 } from './capture/request.ts';
-import { finishOutput, runCapture } from './capture/session.ts';
 import { errorLine, KubedumpError } from './errors.ts';
 import { VERSION } from './version.ts';
 
@@ -92,7 +90,7 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     helperNamespace: str(args['helper-namespace']),
     helperImage: str(args['helper-image']) ?? DEFAULTS.helperImage,
     keepBinary: Boolean(args['keep-binary']),
-    helperTimeout: Number(args['helper-timeout'] ?? DEFAULT_HELPER_TIMEOUT_S),
+    helperTimeout: Number(args['helper-timeout'] ?? DEFAULTS.helperTimeout),
     runtimeSocket: str(args['runtime-socket']),
     pidLookup: (str(args['pid-lookup']) ?? 'auto') as PidLookup,
   };
@@ -103,6 +101,9 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
   const output = target === '-' ? fdStream(1) : createWriteStream(target, { mode: 0o644 });
   output.on('error', () => {}); // EPIPE from a closed reader is a stop
   const onProgress = progressPrinter();
+  // Loaded here, not at startup: it brings the Kubernetes client, which
+  // version, install and --help do not need.
+  const { finishOutput, runCapture } = await import('./capture/session.ts');
   try {
     const summary = await runCapture(request, output, signal, {
       log,
@@ -191,7 +192,7 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
           })
           .option('helper-timeout', {
             type: 'number',
-            default: DEFAULT_HELPER_TIMEOUT_S,
+            default: DEFAULTS.helperTimeout,
             describe: 'seconds to wait for the helper pod to run',
           })
           .option('runtime-socket', {

@@ -41,6 +41,8 @@ export const DEFAULTS = {
   maxSeconds: 0,
   privileged: false,
   helperImage: DEFAULT_HELPER_IMAGE,
+  /** Seconds to wait for the helper pod (privileged mode). */
+  helperTimeout: 60,
   keepBinary: false,
 } as const;
 
