@@ -205,6 +205,22 @@ async function capture(
     if (!stopping.signal.aborted) {
       // The remote side ended by itself: that is an error unless it said nothing.
       if (result.exitCode !== 0 || framer.header === undefined) {
+        // Say what really happened: the pod went away, or the connection did.
+        const gone = await podDeleted(kc, placement.exec);
+        if (gone) {
+          throw new KubedumpError('POD_DELETED', `${gone} was deleted during the capture`, {
+            hint: 'the output holds what arrived before; capture again once the pod runs',
+          });
+        }
+        if (result.exitCode === null && !result.message) {
+          throw new KubedumpError(
+            'CONNECTION_LOST',
+            `the connection to the API server was lost while capturing in ${placement.where}`,
+            {
+              hint: 'the output holds what arrived before; check the network and the API server, then capture again',
+            },
+          );
+        }
         // The status message repeats the whole command line: only use it
         // when there is no exit code to go by.
         throw tcpdumpFailure(
@@ -284,4 +300,21 @@ async function killProcess(
     signal: AbortSignal.timeout(STOP_BUDGET_MS),
   });
   log.info('remote tcpdump stopped', { pid, exitCode: result.exitCode });
+}
+
+/** "pod NS/NAME" when that pod is gone or being deleted; undefined when it is there or unknown. */
+async function podDeleted(
+  kc: Parameters<typeof getPod>[0],
+  ref: { namespace: string; pod: string },
+): Promise<string | undefined> {
+  const what = `pod ${ref.namespace}/${ref.pod}`;
+  try {
+    const pod = await orStop(
+      getPod(kc, { namespace: ref.namespace, name: ref.pod }),
+      AbortSignal.timeout(STOP_BUDGET_MS),
+    );
+    return pod.metadata?.deletionTimestamp ? what : undefined;
+  } catch (error) {
+    return (error as { code?: string }).code === 'POD_NOT_FOUND' ? what : undefined;
+  }
 }
