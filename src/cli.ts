@@ -122,6 +122,27 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
   }
 }
 
+/**
+ * A filter is free text and may start with "-" (`-f "-w x"`), which yargs
+ * would read as more options; `--filter=VALUE` keeps it one value.
+ */
+export function filterAsOneValue(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] as string;
+    if (token === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if ((token === '-f' || token === '--filter') && i + 1 < argv.length) {
+      out.push(`--filter=${argv[++i]}`);
+    } else {
+      out.push(token);
+    }
+  }
+  return out;
+}
+
 export async function runCli(argv: string[], signal: AbortSignal): Promise<number> {
   let code = 0;
   const run = (job: Promise<number>) => {
@@ -135,7 +156,9 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       },
     );
   };
-  await yargs(argv)
+  await yargs(filterAsOneValue(argv))
+    // -w a -w b: the last one wins, as in most tools (an array would mean stdout).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('kubedump')
     .usage(
       "$0 <command> [options]\n\nCaptures a Kubernetes pod's packets with tcpdump, for Wireshark and tshark.",
