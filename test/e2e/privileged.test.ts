@@ -1,11 +1,19 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
 import { kubectl, realCluster } from '../support/real-cluster.ts';
+import {
+  background,
+  oneLine,
+  readLog,
+  remotePids,
+  sleep,
+  tcpdumpRuns,
+  until,
+} from '../support/reliability.ts';
 import { wiresharkHome } from '../support/worlds.ts';
 
 // Privileged capture end to end: a helper pod on the target's node finds the
@@ -16,68 +24,6 @@ import { wiresharkHome } from '../support/worlds.ts';
 const HELPERS = 'app.kubernetes.io/managed-by=kubedump';
 /** The real cluster's containerd socket is not at a stock path. */
 const REAL_SOCKET = '/var/lib/kubedump-k8s/containerd/containerd.sock';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface LogEntry {
-  message: string;
-  [key: string]: unknown;
-}
-
-function readLog(file: string): LogEntry[] {
-  if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as LogEntry);
-}
-
-/** The PIDs the remote wrapper reported (tcpdump's own, as nsenter -n does not fork). */
-function remotePids(file: string): number[] {
-  return readLog(file)
-    .map((e) => /^kubedump-pid (\d+)$/.exec(String(e.line ?? ''))?.[1])
-    .filter((p): p is string => p !== undefined)
-    .map(Number);
-}
-
-/** Is `pid` a live uploaded tcpdump on this machine (the process table of the node)? */
-function tcpdumpRuns(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubedump-tcpdump');
-  } catch {
-    return false;
-  }
-}
-
-async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
-
-/** Starts kubedump in the background, for the kill tests. */
-function background(args: string[], env: NodeJS.ProcessEnv) {
-  const child = spawn(BUILT, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (c) => (stderr += c));
-  const exited = new Promise<{ code: number | null; signal: string | null; at: number }>((r) =>
-    child.on('close', (code, signal) => r({ code, signal, at: performance.now() })),
-  );
-  return { child, exited, stderr: () => stderr };
-}
-
-function oneLine(stderr: string): string {
-  const lines = stderr
-    .trim()
-    .split('\n')
-    .filter((l) => !/^Running as user "root"/.test(l));
-  assert.equal(lines.length, 1, `expected one line, got: ${stderr}`);
-  assert.doesNotMatch(stderr, /\bat .*\.(ts|js|cjs):\d+/, 'no stack trace');
-  return lines[0] as string;
-}
 
 describe('privileged capture on the real cluster', () => {
   const cluster = realCluster();
@@ -303,9 +249,10 @@ describe('privileged capture on the real cluster', () => {
     assert.ok(pid && tcpdumpRuns(pid));
     bg.child.kill('SIGKILL');
     await bg.exited;
-    // Killed without cleanup: the helper and its tcpdump stay until swept.
+    // Killed without cleanup: the helper stays until swept; the remote
+    // watchdog stops tcpdump once the keepalive lines stop.
     assert.equal((await helperPods()).length, 1);
-    assert.ok(tcpdumpRuns(pid), 'closing the exec stream does not stop tcpdump');
+    await until('the watchdog to stop the orphaned tcpdump', () => !tcpdumpRuns(pid), 15_000);
     await sleep(21_000); // the heartbeat goes stale (STALE_MS = 20 s)
     const next = join(home.dir, 'kill-next.log');
     const ran = await cli([

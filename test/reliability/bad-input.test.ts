@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Emulator, startEmulator } from '../emulator/index.ts';
+import { BUILT, run } from '../support/kubedump.ts';
+import { kubectl, realCluster } from '../support/real-cluster.ts';
+import { assertValidCapture, extcapIntoFifo, oneLine } from '../support/reliability.ts';
+import { wiresharkHome } from '../support/worlds.ts';
+
+// Bad input: extcap argv in any order with options kubedump never heard of,
+// missing, empty, very long and non-ASCII values, names that do not exist,
+// and capture filters full of shell syntax in both modes. Each is a clear
+// error or a correct capture; never a stack trace, a hang or a side effect.
+
+const CANARY = '/tmp/kubedump-canary';
+const LONG = 'x'.repeat(10_000);
+const NON_ASCII = 'wéb-💥-名前';
+
+/** A seeded shuffle, so a failure names an order that can be replayed. */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let s = seed;
+  for (let i = out.length - 1; i > 0; i--) {
+    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    const j = s % (i + 1);
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+/** Splits argv into option groups (`--name [value]`) so a shuffle keeps pairs. */
+function groups(argv: string[]): string[][] {
+  const out: string[][] = [];
+  for (const a of argv) {
+    if (a.startsWith('--') || out.length === 0) out.push([a]);
+    else (out[out.length - 1] as string[]).push(a);
+  }
+  return out;
+}
+
+function assertNoStack(text: string) {
+  assert.doesNotMatch(text, /\bat .*\.(ts|js|cjs|mjs):\d+|^\s+at |TypeError|ReferenceError/m);
+}
+
+describe('bad extcap and CLI input on the real cluster', () => {
+  const cluster = realCluster();
+  const home = wiresharkHome(cluster.kubeconfig);
+  const kubedump = (args: string[], timeoutMs = 20_000) =>
+    run([BUILT, ...args], { env: home.env, timeoutMs });
+  let cases = 0;
+  after(() => console.log(`# bad input (real cluster): ${cases} cases`));
+
+  test('extcap argv in random order, with unknown options, answers as in order', async () => {
+    const calls = [
+      ['--extcap-interfaces', '--extcap-version', '4.0'],
+      ['--extcap-dlts', '--extcap-interface', 'kubedump.demo.web'],
+      ['--extcap-config', '--extcap-interface', 'kubedump.demo.web'],
+      [
+        '--extcap-config',
+        '--extcap-interface',
+        'kubedump',
+        '--extcap-reload-option',
+        'pod',
+        '--namespace',
+        'demo',
+      ],
+    ];
+    const unknown = [['--extcap-future-option', 'on'], ['--frobnicate'], ['--x=1']];
+    for (const call of calls) {
+      const reference = await kubedump(call);
+      assert.equal(reference.code, 0, reference.stderr);
+      for (let seed = 1; seed <= 4; seed++) {
+        cases++;
+        const argv = shuffled([...groups(call), ...unknown], seed).flat();
+        const ran = await kubedump(argv);
+        assert.equal(ran.code, 0, `${argv.join(' ')}: ${ran.stderr}`);
+        assert.equal(ran.stdout, reference.stdout, argv.join(' '));
+        assert.equal(ran.stderr, '');
+      }
+    }
+  });
+
+  test('missing, empty, very long and non-ASCII values are a clear line or a harmless answer', async () => {
+    const values: [string, string[]][] = [
+      ['missing', []],
+      ['empty', ['']],
+      ['long', [LONG]],
+      ['non-ASCII', [NON_ASCII]],
+    ];
+    for (const [what, value] of values) {
+      for (const verb of [['--extcap-dlts'], ['--extcap-config']]) {
+        cases++;
+        const ran = await kubedump([...verb, '--extcap-interface', ...value]);
+        assertNoStack(ran.stderr);
+        assert.ok(ran.code === 0 || ran.code === 1, `${what} ${verb}: ${ran.code}`);
+        if (ran.code === 1) oneLine(ran.stderr);
+      }
+      // A capture: the reason on stderr, the fifo opened and closed, exit 1.
+      cases++;
+      const capture = extcapIntoFifo(
+        home.dir,
+        ['--extcap-interface', ...value, '--namespace', ...value, '--mode', ...value],
+        home.env,
+      );
+      const end = await capture.exited;
+      await capture.save(join(home.dir, 'bad.pcap'));
+      assert.equal(end.code, 1, `${what}: ${capture.stderr()}`);
+      const line = oneLine(capture.stderr());
+      assert.ok(line.length < 1000, `${what}: the line is ${line.length} characters`);
+    }
+    cases++;
+    const noFifo = await kubedump(['--capture', '--extcap-interface', 'kubedump.demo.web']);
+    assert.equal(noFifo.code, 1);
+    assert.match(oneLine(noFifo.stderr), /--fifo/);
+  });
+
+  test('names that do not exist, and bad CLI options, are one clear line', async () => {
+    const out = join(home.dir, 'none.pcap');
+    const cases_: [string[], RegExp][] = [
+      [['capture', 'nope', '-n', 'demo'], /pod "nope" not found in namespace "demo"/],
+      [['capture', 'web', '-n', 'nowhere'], /not found in namespace "nowhere"/],
+      [['capture', 'web', '-n', 'demo', '-c', 'sidecar'], /container "sidecar" not found/],
+      [['capture', LONG, '-n', 'demo'], /pod|name|invalid|long/i],
+      [['capture', NON_ASCII, '-n', 'demo'], /pod|name|invalid/i],
+      [['capture', 'web', '-n', NON_ASCII], /namespace|invalid|not found/i],
+      [['capture', 'web', '-n', 'demo', '--context', 'nope'], /context/i],
+      [['capture', 'web', '--frobnicate'], /frobnicate/],
+      [['capture', 'web', '--max-packets', 'many'], /max-packets|number/i],
+      [['capture', 'web', '-n', 'demo', '-i', NON_ASCII], /interface|device|exist/i],
+      [['capture', 'web', '-n', 'demo', '--kubeconfig', '/nonexistent'], /kubeconfig|nonexistent/i],
+    ];
+    for (const [args, expected] of cases_) {
+      cases++;
+      const ran = await kubedump([...args, '--max-packets', '1', '-w', out], 30_000);
+      assert.equal(ran.code, 1, `${args.join(' ').slice(0, 80)}: ${ran.stderr}`);
+      const line = oneLine(ran.stderr);
+      assert.match(line, expected);
+      assert.ok(line.length < 1000, `the line is ${line.length} characters`);
+    }
+  });
+});
+
+describe('filter strings with shell syntax, both modes, on the emulated cluster', () => {
+  let emulator: Emulator;
+  let home: ReturnType<typeof wiresharkHome>;
+  let dir: string;
+  before(async () => {
+    emulator = await startEmulator();
+    home = wiresharkHome(emulator.kubeconfigPath);
+    dir = mkdtempSync(join(tmpdir(), 'kubedump-filters-'));
+    rmSync(CANARY, { force: true });
+  });
+  after(() => emulator?.close());
+
+  const FILTERS = [
+    `port 80; touch ${CANARY}`,
+    `port 80 && touch ${CANARY}`,
+    `port 80 || touch ${CANARY}`,
+    `$(touch ${CANARY})`,
+    `\`touch ${CANARY}\``,
+    `port 80 | touch ${CANARY}`,
+    `port 80\ntouch ${CANARY}`,
+    `'port 80' "; touch ${CANARY} #"`,
+    `port 80 > ${CANARY}`,
+    `-w ${CANARY}`,
+    `-z /bin/touch -Z root`,
+    `port 80 '`,
+    'tcp[13] & 2 != 0 or (port 80 and not udp)',
+    'tcp port 80',
+  ];
+  const inPod = (...command: string[]) =>
+    kubectl(['exec', '-n', 'demo', 'web', '--', ...command], {
+      kubeconfig: emulator.kubeconfigPath,
+    });
+
+  for (const mode of ['unprivileged', 'privileged'] as const) {
+    test(`${mode}: each filter is a clear error or a correct capture, never a command`, async () => {
+      let captured = 0;
+      let refused = 0;
+      for (const [i, filter] of FILTERS.entries()) {
+        const out = join(dir, `${mode}-${i}.pcap`);
+        const ran = await run(
+          [
+            BUILT,
+            'capture',
+            'web',
+            '-n',
+            'demo',
+            ...(mode === 'privileged' ? ['-p'] : []),
+            '-f',
+            filter,
+            '--max-seconds',
+            '2',
+            '-w',
+            out,
+          ],
+          { env: home.env, timeoutMs: 60_000 },
+        );
+        assertNoStack(ran.stderr);
+        if (ran.code === 0) {
+          captured++;
+          assert.equal(ran.stderr, '', JSON.stringify(filter));
+          await assertValidCapture(out);
+        } else {
+          refused++;
+          assert.equal(ran.code, 1, JSON.stringify(filter));
+          assert.match(oneLine(ran.stderr), /not valid BPF/, JSON.stringify(filter));
+        }
+        assert.equal(existsSync(CANARY), false, `${JSON.stringify(filter)} ran on the node`);
+        const canary = await inPod('ls', CANARY);
+        assert.notEqual(canary.code, 0, `${JSON.stringify(filter)} ran in the pod`);
+      }
+      console.log(`# filters ${mode}: ${captured} captured, ${refused} refused as invalid BPF`);
+      // The valid ones did capture; the shell-looking ones were refused.
+      assert.ok(captured >= 2 && refused >= FILTERS.length - 4);
+      const ps = await inPod('ps');
+      assert.doesNotMatch(ps.stdout, /kubedump-tcpdump/);
+      const helpers = emulator.api.cluster.pods
+        .list()
+        .filter((p) => p.metadata.labels?.['app.kubernetes.io/managed-by'] === 'kubedump');
+      assert.deepEqual(helpers, []);
+    });
+  }
+});

@@ -1,0 +1,298 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Emulator, startEmulator } from '../emulator/index.ts';
+import { BUILT, run } from '../support/kubedump.ts';
+import {
+  assertValidCapture,
+  type Background,
+  background,
+  extcapIntoFifo,
+  kubeconfigFor,
+  readLog,
+  remotePids,
+  sleep,
+  startTcpProxy,
+  type TcpProxy,
+  tcpdumpRuns,
+  until,
+} from '../support/reliability.ts';
+import { wiresharkHome } from '../support/worlds.ts';
+
+// The kill matrix: {SIGTERM, SIGINT, SIGKILL} × {connecting, uploading, helper
+// Pending, capturing idle, capturing under load} × {unprivileged, privileged},
+// on the emulated cluster (its pods run on this machine, so the remote
+// tcpdump is visible in /proc). Every cell proves it reached its phase before
+// the signal. SIGTERM is Wireshark's stop (extcap into a fifo), SIGINT a
+// terminal's Ctrl-C (CLI into a file), SIGKILL a crash (CLI into a file).
+// Helper pod Pending exists only in privileged mode: 27 cells.
+
+const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGKILL'] as const;
+const PHASES = ['connecting', 'uploading', 'pending', 'idle', 'load'] as const;
+const MODES = ['unprivileged', 'privileged'] as const;
+type Phase = (typeof PHASES)[number];
+
+/** Matches nothing the demo pods send: an idle capture. */
+const IDLE_FILTER = 'udp port 9';
+const HELPER_LABEL = 'app.kubernetes.io/managed-by';
+
+describe('kill matrix on the emulated cluster', () => {
+  let emulator: Emulator;
+  let proxy: TcpProxy;
+  let home: ReturnType<typeof wiresharkHome>;
+  let dir: string;
+  /** Helper pods and tcpdumps a SIGKILL left behind, for the next run's sweep. */
+  const killed: { helpers: string[]; pids: number[] } = { helpers: [], pids: [] };
+  const exitTimes: number[] = [];
+  let cells = 0;
+
+  before(async () => {
+    emulator = await startEmulator();
+    proxy = await startTcpProxy(Number(new URL(emulator.url).port));
+    dir = mkdtempSync(join(tmpdir(), 'kubedump-kill-'));
+    const viaProxy = kubeconfigFor(emulator.kubeconfigPath, proxy.url, join(dir, 'kubeconfig'));
+    home = wiresharkHome(viaProxy);
+    // A file for the load generator to fetch over the pod's loopback.
+    const made = await inPod('web', 'dd', 'if=/dev/zero', 'of=/www/big', 'bs=1M', 'count=4');
+    assert.equal(made.code, 0, made.stderr);
+  });
+  after(async () => {
+    console.log(
+      `# kill matrix: ${cells} cells; SIGTERM/SIGINT exit times ms: max ${Math.round(Math.max(...exitTimes))}, all ${exitTimes.map(Math.round).join(' ')}`,
+    );
+    await proxy?.close();
+    await emulator?.close();
+  });
+
+  const helpers = () =>
+    emulator.api.cluster.pods
+      .list()
+      .filter((p) => p.metadata.labels?.[HELPER_LABEL] === 'kubedump');
+  /** Helper pods other than those SIGKILL cells left for the next run's sweep. */
+  const ownHelpers = () => helpers().filter((p) => !killed.helpers.includes(p.metadata.name));
+  const inPod = (pod: string, ...command: string[]) =>
+    run(
+      [
+        'kubectl',
+        '--kubeconfig',
+        emulator.kubeconfigPath,
+        'exec',
+        '-n',
+        'demo',
+        pod,
+        '--',
+        ...command,
+      ],
+      { timeoutMs: 30_000 },
+    );
+
+  /** Full-speed traffic inside the target pod for a while (bounded: it ends by itself). */
+  function startLoad(seconds: number) {
+    const loop = `end=$(( $(date +%s) + ${seconds} )); while [ $(date +%s) -lt $end ]; do wget -q -O /dev/null http://127.0.0.1/big; done`;
+    const child = spawn(
+      'kubectl',
+      [
+        '--kubeconfig',
+        emulator.kubeconfigPath,
+        'exec',
+        '-n',
+        'demo',
+        'web',
+        '--',
+        'sh',
+        '-c',
+        loop,
+      ],
+      { stdio: 'ignore' },
+    );
+    return child;
+  }
+
+  const listening = (log: string) =>
+    readLog(log).some((e) => /listening on/.test(String(e.line ?? '')));
+
+  async function reach(phase: Phase, log: string, bg: Background, uploadBase: number) {
+    const alive = () => bg.child.exitCode === null && bg.child.signalCode === null;
+    switch (phase) {
+      case 'connecting':
+        // The API server answers after 2.5 s: kubedump is still reading the pod.
+        await sleep(700);
+        break;
+      case 'uploading':
+        await until('the upload to be under way', () => proxy.upstreamBytes - uploadBase > 200_000);
+        break;
+      case 'pending':
+        await until('a Pending helper pod', () =>
+          helpers().some((p) => p.status.phase === 'Pending'),
+        );
+        await sleep(300);
+        break;
+      case 'idle':
+        await until('tcpdump to listen', () => listening(log), 30_000);
+        await sleep(500);
+        break;
+      case 'load':
+        await until('tcpdump to listen', () => listening(log), 30_000);
+        await sleep(1500);
+        break;
+    }
+    assert.ok(alive(), `kubedump ended before the ${phase} phase: ${bg.stderr()}`);
+    const started = readLog(log).some((e) => e.message === 'capture started');
+    assert.equal(started, phase === 'idle' || phase === 'load', `capture started in ${phase}`);
+  }
+
+  for (const mode of MODES) {
+    for (const phase of PHASES) {
+      if (phase === 'pending' && mode === 'unprivileged') continue;
+      for (const signal of SIGNALS) {
+        const cell = `${signal} × ${phase} × ${mode}`;
+        test(cell, async () => {
+          cells++;
+          const name = `${signal}-${phase}-${mode}`;
+          const log = join(dir, `${name}.log`);
+          const out = join(dir, `${name}.pcap`);
+          const filter = phase === 'idle' ? IDLE_FILTER : '';
+          if (phase === 'connecting') await emulator.api.setFaults({ delayMs: 2500 });
+          if (phase === 'pending') await emulator.api.setFaults({ keepPending: 'Unschedulable' });
+          if (phase === 'uploading') proxy.throttle(400_000);
+          const load = phase === 'load' ? startLoad(8) : undefined;
+          const uploadBase = proxy.upstreamBytes;
+          let bg: Background & { save?: (file: string) => Promise<number> };
+          if (signal === 'SIGTERM') {
+            bg = extcapIntoFifo(
+              dir,
+              [
+                '--extcap-interface',
+                'kubedump.demo.web',
+                '--mode',
+                mode,
+                ...(filter ? ['--filter', filter] : []),
+                '--log-level',
+                'debug',
+                '--log-file',
+                log,
+              ],
+              home.env,
+            );
+          } else {
+            bg = background(
+              [
+                'capture',
+                'web',
+                '-n',
+                'demo',
+                ...(mode === 'privileged' ? ['-p'] : []),
+                ...(filter ? ['-f', filter] : []),
+                '--log-level',
+                'debug',
+                '--log-file',
+                log,
+                '-w',
+                out,
+              ],
+              home.env,
+            );
+          }
+          try {
+            await reach(phase, log, bg, uploadBase);
+            const present = ownHelpers();
+            for (const p of present) {
+              assert.ok(
+                Number(p.spec.activeDeadlineSeconds) > 0,
+                'the helper pod carries a deadline',
+              );
+            }
+            const sent = performance.now();
+            bg.child.kill(signal);
+            const end = await bg.exited;
+            const ms = end.at - sent;
+            await emulator.api.resetFaults();
+            proxy.throttle(null);
+            if (signal === 'SIGKILL') {
+              assert.equal(end.signal, 'SIGKILL');
+              killed.helpers.push(...present.map((p) => p.metadata.name));
+              killed.pids.push(...remotePids(log));
+            } else {
+              exitTimes.push(ms);
+              assert.ok(ms < 2000, `exit took ${Math.round(ms)} ms`);
+              assert.equal(end.signal, null, 'killed by a signal, not exited');
+              assert.equal(end.code, 0, `exit code ${end.code}: ${bg.stderr()}`);
+              assert.equal(bg.stderr().trim(), '', 'a stop is not an error');
+              await until('no helper pod', () => ownHelpers().length === 0, 3000);
+              const pids = remotePids(log);
+              await until('the remote tcpdump to end', () => !pids.some(tcpdumpRuns), 5000);
+            }
+            // The output is a valid capture: whole records after a header.
+            if (bg.save) await bg.save(out);
+            if (signal !== 'SIGKILL' || (existsSync(out) && statSync(out).size > 0)) {
+              const packets = await assertValidCapture(out);
+              if (phase === 'load' && signal !== 'SIGKILL') assert.ok(packets > 0, 'no packets');
+            }
+            if (mode === 'unprivileged' && signal !== 'SIGKILL') {
+              const ls = await inPod('web', 'ls', '-a', '/tmp');
+              assert.doesNotMatch(ls.stdout, /kubedump/, 'the uploaded tcpdump is still there');
+            }
+          } finally {
+            if (bg.child.exitCode === null && bg.child.signalCode === null)
+              bg.child.kill('SIGKILL');
+            load?.kill('SIGKILL');
+            await emulator.api.resetFaults();
+            proxy.throttle(null);
+          }
+        });
+      }
+    }
+  }
+
+  test('after SIGKILL the next run sweeps every helper pod; no tcpdump is left anywhere', async () => {
+    cells++;
+    assert.ok(killed.helpers.length > 0, 'the SIGKILL cells left helper pods to sweep');
+    // A dead run's helper is stale once its heartbeat is 20 s old.
+    const beats = helpers().map((p) =>
+      Date.parse(p.metadata.annotations?.['kubedump.io/heartbeat'] ?? ''),
+    );
+    const wait = Math.max(0, ...beats.map((b) => b + 21_000 - Date.now()));
+    await sleep(wait);
+    const log = join(dir, 'sweep.log');
+    const ran = await run(
+      [
+        BUILT,
+        'capture',
+        'web',
+        '-n',
+        'demo',
+        '-p',
+        '--max-packets',
+        '1',
+        '--log-level',
+        'debug',
+        '--log-file',
+        log,
+        '-w',
+        join(dir, 'sweep.pcap'),
+      ],
+      { env: home.env, timeoutMs: 60_000 },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    const swept = readLog(log)
+      .filter((e) => e.message === 'stale helper pod deleted')
+      .map((e) => String(e.pod).replace(/^demo\//, ''));
+    for (const name of killed.helpers) assert.ok(swept.includes(name), `${name} was not swept`);
+    await until('no helper pod', () => helpers().length === 0, 10_000);
+    await until('no remote tcpdump', () => !killed.pids.some(tcpdumpRuns), 10_000);
+    const ps = await inPod('web', 'ps');
+    assert.doesNotMatch(ps.stdout, /kubedump-tcpdump/, 'a tcpdump still runs in the pod');
+    // A SIGKILL'd unprivileged run leaves its uploaded file: the next
+    // unprivileged run reuses it (checked by sha256) and removes it.
+    const next = await run(
+      [BUILT, 'capture', 'web', '-n', 'demo', '--max-packets', '1', '-w', join(dir, 'next.pcap')],
+      { env: home.env, timeoutMs: 60_000 },
+    );
+    assert.equal(next.code, 0, next.stderr);
+    const ls = await inPod('web', 'ls', '-a', '/tmp');
+    assert.doesNotMatch(ls.stdout, /kubedump/);
+  });
+});
