@@ -23,12 +23,14 @@ const KEEPALIVE_TIMEOUT_S = 10;
 // the one to kill. The script text is constant; everything variable is "$@".
 // A watchdog reads the keepalive lines on stdin: when they stop for 10 s
 // (kubedump was killed, or lost the API server), it kills tcpdump, because
-// closing an exec stream does not. Shells without `read -t` get no watchdog.
+// closing an exec stream does not. It kills only a process that is still our
+// tcpdump (PIDs get reused). Shells without `read -t` get no watchdog.
 const PID_WRAPPER = `echo "${PID_MARKER} $$" >&2
 p=$$
 if (read -t 1 l </dev/null) 2>/dev/null; [ $? -eq 1 ]; then
   exec 3<&0
-  ( while read -t ${KEEPALIVE_TIMEOUT_S} l <&3; do [ "$l" = bye ] && exit 0; done; kill $p ) <&3 >/dev/null 2>&1 &
+  ( while read -t ${KEEPALIVE_TIMEOUT_S} l <&3; do [ "$l" = bye ] && exit 0; done
+    read -r c </proc/$p/comm; case $c in kubedump-tcpd*) kill $p ;; esac ) <&3 >/dev/null 2>&1 &
 fi
 exec "$@" </dev/null 3<&-`;
 
