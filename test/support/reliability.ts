@@ -263,6 +263,20 @@ function procStart(pid: number): string {
  * `local-k8s down|status` read (PID and start time) updated.
  */
 export async function restartRealApiServer(kubeconfig: string): Promise<void> {
+  // Hold local-k8s's own lock meanwhile: a concurrent `local-k8s up` would
+  // otherwise see the world half down and rebuild all of it.
+  const holder = spawn('flock', [`${K8S_DIR}.lock`, 'sh', '-c', 'echo held; read _'], {
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  await new Promise((resolve) => holder.stdout?.once('data', resolve));
+  try {
+    await restartHeld(kubeconfig);
+  } finally {
+    holder.stdin?.end();
+  }
+}
+
+async function restartHeld(kubeconfig: string): Promise<void> {
   const pidFile = join(K8S_DIR, 'pids', 'kube-apiserver.pid');
   const [pidText] = readFileSync(pidFile, 'utf8').trim().split(' ');
   const pid = Number(pidText);
