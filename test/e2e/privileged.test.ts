@@ -25,6 +25,33 @@ const HELPERS = 'app.kubernetes.io/managed-by=kubedump';
 /** The real cluster's containerd socket is not at a stock path. */
 const REAL_SOCKET = '/var/lib/kubedump-k8s/containerd/containerd.sock';
 
+/** Starts `capture web -p` in the background and waits until tcpdump listens. */
+async function privilegedCaptureOfWeb(home: { dir: string; env: NodeJS.ProcessEnv }, name: string) {
+  const log = join(home.dir, `${name}.log`);
+  const bg = background(
+    [
+      'capture',
+      'web',
+      '-n',
+      'demo',
+      '-p',
+      '--log-level',
+      'debug',
+      '--log-file',
+      log,
+      '-w',
+      join(home.dir, `${name}.pcap`),
+    ],
+    home.env,
+  );
+  await until(
+    'tcpdump to listen',
+    () => readLog(log).some((e) => /listening on/.test(String(e.line ?? ''))),
+    30_000,
+  );
+  return { bg, log };
+}
+
 describe('privileged capture on the real cluster', () => {
   const cluster = realCluster();
   const home = wiresharkHome(cluster.kubeconfig);
@@ -190,28 +217,7 @@ describe('privileged capture on the real cluster', () => {
   });
 
   test('SIGTERM while capturing: tcpdump killed, helper pod gone, exit within 2 s', async () => {
-    const log = join(home.dir, 'term.log');
-    const bg = background(
-      [
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--log-level',
-        'debug',
-        '--log-file',
-        log,
-        '-w',
-        join(home.dir, 'term.pcap'),
-      ],
-      home.env,
-    );
-    await until(
-      'packets',
-      () => readLog(log).some((e) => /listening on/.test(String(e.line ?? ''))),
-      30_000,
-    );
+    const { bg, log } = await privilegedCaptureOfWeb(home, 'term');
     const pids = remotePids(log);
     assert.ok(pids.length === 1 && tcpdumpRuns(pids[0] as number), 'tcpdump runs on the node');
     const sent = performance.now();
@@ -223,28 +229,7 @@ describe('privileged capture on the real cluster', () => {
   });
 
   test('SIGKILL while capturing: the next run sweeps the stale helper pod and its tcpdump', async () => {
-    const log = join(home.dir, 'kill.log');
-    const bg = background(
-      [
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--log-level',
-        'debug',
-        '--log-file',
-        log,
-        '-w',
-        join(home.dir, 'kill.pcap'),
-      ],
-      home.env,
-    );
-    await until(
-      'packets',
-      () => readLog(log).some((e) => /listening on/.test(String(e.line ?? ''))),
-      30_000,
-    );
+    const { bg, log } = await privilegedCaptureOfWeb(home, 'kill');
     const [pid] = remotePids(log);
     assert.ok(pid && tcpdumpRuns(pid));
     bg.child.kill('SIGKILL');
@@ -477,40 +462,6 @@ describe('privileged capture on the emulated cluster', () => {
     } finally {
       await emulator.api.resetFaults();
     }
-  });
-
-  test('SIGTERM while capturing: exit within 2 s, no helper pod, no tcpdump', async () => {
-    const log = join(home.dir, 'term.log');
-    const bg = background(
-      [
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--log-level',
-        'debug',
-        '--log-file',
-        log,
-        '-w',
-        join(home.dir, 'term.pcap'),
-      ],
-      home.env,
-    );
-    await until(
-      'packets',
-      () => readLog(log).some((e) => /listening on/.test(String(e.line ?? ''))),
-      30_000,
-    );
-    const pids = remotePids(log);
-    assert.ok(pids.length === 1 && tcpdumpRuns(pids[0] as number));
-    const sent = performance.now();
-    bg.child.kill('SIGTERM');
-    const end = await bg.exited;
-    assert.ok(end.at - sent < 2000, `exit took ${Math.round(end.at - sent)} ms`);
-    assert.equal(end.code, 0, bg.stderr());
-    assert.deepEqual(helpers(), []);
-    await until('the tcpdump to end', () => pids.every((p) => !tcpdumpRuns(p)), 5000);
   });
 
   test('an unknown runtime is a clear line, nothing created', async () => {
