@@ -8,7 +8,7 @@ import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
 import type { ModeContext, Placement, TargetContainer } from './mode.ts';
-import { CAPTURE_MODES, type ModeRegistry } from './modes.ts';
+import { CAPTURE_MODES } from './modes.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
 import {
   isTcpdumpChatter,
@@ -36,10 +36,6 @@ export interface CaptureHooks {
   log: Logger;
   /** Called as records pass, for live counters. */
   onProgress?: (packets: number, bytes: number) => void;
-  /** Called once the remote tcpdump runs. */
-  onStarted?: (placement: Placement) => void;
-  /** The modes to choose from (tests may swap one); default: every mode. */
-  modes?: ModeRegistry;
 }
 
 /** How long cleanup may take after a stop before the process gives up waiting. */
@@ -94,7 +90,7 @@ async function capture(
     containerId: picked.containerId,
     nodeName: picked.nodeName,
   };
-  const mode = (hooks.modes ?? CAPTURE_MODES)[request.privileged ? 'privileged' : 'unprivileged'];
+  const mode = CAPTURE_MODES[request.privileged ? 'privileged' : 'unprivileged'];
 
   const stopping = new AbortController();
   const stop = (why: CaptureSummary['ended']) => {
@@ -170,7 +166,6 @@ async function capture(
       return bye;
     };
     cleanup.defer(sayBye);
-    hooks.onStarted?.(placement);
     log.info('capture started', { where: placement.where, protocol: session.protocol, argv });
 
     let timer: NodeJS.Timeout | undefined;
