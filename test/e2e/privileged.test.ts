@@ -7,6 +7,7 @@ import { BUILT, run } from '../support/kubedump.ts';
 import { kubectl, realCluster } from '../support/real-cluster.ts';
 import {
   background,
+  captureArgs,
   oneLine,
   readLog,
   remotePids,
@@ -29,19 +30,7 @@ const REAL_SOCKET = '/var/lib/kubedump-k8s/containerd/containerd.sock';
 async function privilegedCaptureOfWeb(home: { dir: string; env: NodeJS.ProcessEnv }, name: string) {
   const log = join(home.dir, `${name}.log`);
   const bg = background(
-    [
-      'capture',
-      'web',
-      '-n',
-      'demo',
-      '-p',
-      '--log-level',
-      'debug',
-      '--log-file',
-      log,
-      '-w',
-      join(home.dir, `${name}.pcap`),
-    ],
+    captureArgs('web', { privileged: true, log, out: join(home.dir, `${name}.pcap`) }),
     home.env,
   );
   await until(
@@ -240,21 +229,14 @@ describe('privileged capture on the real cluster', () => {
     await until('the watchdog to stop the orphaned tcpdump', () => !tcpdumpRuns(pid), 15_000);
     await sleep(21_000); // the heartbeat goes stale (STALE_MS = 20 s)
     const next = join(home.dir, 'kill-next.log');
-    const ran = await cli([
-      'capture',
-      'web',
-      '-n',
-      'demo',
-      '-p',
-      '--max-packets',
-      '1',
-      '--log-level',
-      'debug',
-      '--log-file',
-      next,
-      '-w',
-      join(home.dir, 'kill-next.pcap'),
-    ]);
+    const ran = await cli(
+      captureArgs('web', {
+        privileged: true,
+        maxPackets: 1,
+        log: next,
+        out: join(home.dir, 'kill-next.pcap'),
+      }),
+    );
     assert.equal(ran.code, 0, ran.stderr);
     assert.ok(readLog(next).some((e) => e.message === 'stale helper pod deleted'));
     await assertNothingLeft(next);
@@ -264,19 +246,7 @@ describe('privileged capture on the real cluster', () => {
   test('kubedump cleanup removes every helper pod', async () => {
     const log = join(home.dir, 'cleanup.log');
     const bg = background(
-      [
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--log-level',
-        'debug',
-        '--log-file',
-        log,
-        '-w',
-        join(home.dir, 'c.pcap'),
-      ],
+      captureArgs('web', { privileged: true, log, out: join(home.dir, 'c.pcap') }),
       home.env,
     );
     await until(

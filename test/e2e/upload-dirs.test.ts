@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BUILT, run } from '../support/kubedump.ts';
+import { captureArgs } from '../support/reliability.ts';
 import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // A container whose /tmp and /var/tmp are read-only and whose /dev/shm is
@@ -93,21 +94,7 @@ test('read-only /tmp and noexec /dev/shm do not end the capture', async () => {
   const log = join(home.dir, 'readonly.log');
   const out = join(home.dir, 'readonly.pcap');
   const ran = await run(
-    [
-      BUILT,
-      'capture',
-      'readonly',
-      '-n',
-      'demo',
-      '--max-packets',
-      '10',
-      '--log-level',
-      'info',
-      '--log-file',
-      log,
-      '-w',
-      out,
-    ],
+    [BUILT, ...captureArgs('readonly', { maxPackets: 10, log, level: 'info', out: out })],
     {
       env: home.env,
       timeoutMs: 60_000,

@@ -10,6 +10,7 @@ import {
   assertValidCapture,
   type Background,
   background,
+  captureArgs,
   extcapIntoFifo,
   kubeconfigFor,
   readLog,
@@ -262,19 +263,12 @@ describe('kill matrix on the emulated cluster', () => {
     const ran = await run(
       [
         BUILT,
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--max-packets',
-        '1',
-        '--log-level',
-        'debug',
-        '--log-file',
-        log,
-        '-w',
-        join(dir, 'sweep.pcap'),
+        ...captureArgs('web', {
+          privileged: true,
+          maxPackets: 1,
+          log,
+          out: join(dir, 'sweep.pcap'),
+        }),
       ],
       { env: home.env, timeoutMs: 60_000 },
     );

@@ -12,7 +12,7 @@ import {
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
 import { realCluster } from '../support/real-cluster.ts';
-import { background, readLog, until } from '../support/reliability.ts';
+import { background, captureArgs, readLog, until } from '../support/reliability.ts';
 import { wiresharkHome } from '../support/worlds.ts';
 
 // Secrets never reach the log; logs are 0600; the helper pod asks for what
@@ -249,19 +249,12 @@ describe('the helper pod asks only for what it needs', () => {
     const home = wiresharkHome(cluster.kubeconfig);
     const log = join(home.dir, 'spec.log');
     const bg = background(
-      [
-        'capture',
-        'web',
-        '-n',
-        'demo',
-        '-p',
-        '--log-level',
-        'info',
-        '--log-file',
+      captureArgs('web', {
+        privileged: true,
         log,
-        '-w',
-        join(home.dir, 'spec.pcap'),
-      ],
+        level: 'info',
+        out: join(home.dir, 'spec.pcap'),
+      }),
       home.env,
     );
     try {

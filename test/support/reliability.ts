@@ -330,3 +330,20 @@ async function restartHeld(kubeconfig: string): Promise<void> {
     60_000,
   );
 }
+
+/** `capture POD -n demo [-p] [--max-packets N] --log-level L --log-file LOG -w OUT`, as tests run it. */
+export function captureArgs(
+  pod: string,
+  options: { out: string; log: string; level?: string; privileged?: boolean; maxPackets?: number },
+): string[] {
+  return [
+    'capture',
+    pod,
+    '-n',
+    'demo',
+    ...(options.privileged ? ['-p'] : []),
+    ...(options.maxPackets ? ['--max-packets', String(options.maxPackets)] : []),
+    ...['--log-level', options.level ?? 'debug', '--log-file', options.log],
+    ...['-w', options.out],
+  ];
+}
