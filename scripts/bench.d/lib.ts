@@ -1,7 +1,8 @@
 // Shared pieces of `npm run bench`: processes, timing, statistics, the table.
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { type Ran, run } from '../../test/support/kubedump.ts';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const KUBEDUMP = join(ROOT, 'extcap', 'kubedump');
@@ -9,42 +10,8 @@ export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
 export const KUBECTL = '/usr/bin/kubectl';
 export const REAL_KUBECONFIG = '/var/lib/kubedump-k8s/kubeconfig';
 
-export interface Ran {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-/** Runs argv to completion (no shell); never rejects. */
-export function run(
-  argv: readonly string[],
-  opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {},
-): Promise<Ran> {
-  const started = performance.now();
-  return new Promise((done) => {
-    const [cmd, ...args] = argv;
-    const child = spawn(cmd as string, args, {
-      env: opts.env ?? process.env,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c) => (stdout += c));
-    child.stderr.on('data', (c) => (stderr += c));
-    child.stdin.on('error', () => {});
-    child.stdin.end(opts.input ?? '');
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      done({ code: -1, stdout, stderr: String(e), ms: performance.now() - started });
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      done({ code, stdout, stderr, ms: performance.now() - started });
-    });
-  });
-}
+// The same process runner as the tests use.
+export { type Ran, run };
 
 /** Like run() but throws unless the exit code is 0. */
 export async function must(

@@ -19,13 +19,18 @@ export interface Ran {
   ms: number;
 }
 
-/** Runs a command with argv (no shell), optional stdin, and a kill timeout. */
+/** Runs a command with argv (no shell), optional stdin, and a kill timeout; never rejects. */
 export function run(
-  argv: string[],
-  options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number; cwd?: string } = {},
+  argv: readonly string[],
+  options: {
+    env?: NodeJS.ProcessEnv;
+    input?: string | Buffer;
+    timeoutMs?: number;
+    cwd?: string;
+  } = {},
 ): Promise<Ran> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const [command, ...args] = argv;
     const child = spawn(command as string, args, {
       env: options.env ?? process.env,
@@ -38,11 +43,13 @@ export function run(
     child.stderr.on('data', (c) => (stderr += c));
     child.stdin.on('error', () => {});
     child.stdin.end(options.input ?? '');
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    const done = (code: number | null, signal: NodeJS.Signals | null, err = '') => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: performance.now() - started });
-    });
+      resolve({ code, signal, stdout, stderr: stderr + err, ms: performance.now() - started });
+    };
+    // A program that cannot start is code -1 with the reason on stderr.
+    child.on('error', (error) => done(-1, null, String(error)));
+    child.on('close', (code, signal) => done(code, signal));
   });
 }
