@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { parseSurvey } from '../../src/capture/privileged.ts';
 import { parseCrictlInspect } from '../../src/capture/runtimes/bridge.ts';
 import { CGROUP_SCAN, cgroupScanArgv } from '../../src/capture/runtimes/cgroup-scan.ts';
 import { containerdBridge, parseCtrTaskList } from '../../src/capture/runtimes/containerd.ts';
 import { crioBridge } from '../../src/capture/runtimes/crio.ts';
 import { dockerBridge, parseDockerInspect } from '../../src/capture/runtimes/docker.ts';
+import { parseSurvey } from '../../src/capture/runtimes/find-pid.ts';
 import {
   BRIDGES,
   bridgeFor,

@@ -1,0 +1,108 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import { KubedumpError } from '../../errors.ts';
+import { execCollect } from '../../kube/exec.ts';
+import type { Logger } from '../../log.ts';
+import { HOST_ROOT } from '../helper-spec.ts';
+import type { CaptureRequest } from '../request.ts';
+import type { ContainerRef, RuntimeBridge } from './bridge.ts';
+import { cgroupScanArgv, parseCgroupScan } from './cgroup-scan.ts';
+
+// Finds the host PID of the target container from inside the privileged
+// helper pod: the runtime's own client first (when its socket and client are
+// on the node), then the cgroup scan.
+
+export type HelperExec = { namespace: string; pod: string; container: string };
+
+// Lists which of the candidate sockets and clients exist on the node. The
+// script is constant; sockets come before "--", client names after it.
+const SURVEY = `root=$1; shift; part=s
+for a in "$@"; do
+  if [ "$a" = "--" ]; then part=t; continue; fi
+  if [ $part = s ]; then
+    [ -S "$root$a" ] && echo "socket $a"
+  else
+    for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /opt/bin; do
+      if [ -x "$root$d/$a" ]; then echo "tool $a $d/$a"; break; fi
+    done
+  fi
+done; exit 0`;
+
+export function parseSurvey(output: string): { sockets: string[]; tools: Map<string, string> } {
+  const sockets: string[] = [];
+  const tools = new Map<string, string>();
+  for (const line of output.split('\n')) {
+    const [kind, a, b] = line.trim().split(' ');
+    if (kind === 'socket' && a) sockets.push(a);
+    if (kind === 'tool' && a && b && !tools.has(a)) tools.set(a, b);
+  }
+  return { sockets, tools };
+}
+
+export async function findPid(
+  kc: KubeConfig,
+  exec: HelperExec,
+  container: ContainerRef,
+  bridge: RuntimeBridge,
+  request: CaptureRequest,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<number> {
+  const lookup = request.pidLookup ?? 'auto';
+  const tried: string[] = [];
+  if (lookup !== 'cgroup') {
+    const candidates = request.runtimeSocket ? [request.runtimeSocket] : [...bridge.sockets];
+    const survey = await execCollect(kc, {
+      ...exec,
+      command: ['sh', '-c', SURVEY, 'sh', HOST_ROOT, ...candidates, '--', ...bridge.tools],
+      signal,
+    });
+    const found = parseSurvey(survey.stdout.toString('utf8'));
+    if (!found.sockets.length) tried.push(`no ${bridge.name} socket at ${candidates.join(', ')}`);
+    if (!found.tools.size) tried.push(`no ${bridge.tools.join('/')} on the node`);
+    for (const socket of found.sockets) {
+      for (const [tool, toolPath] of found.tools) {
+        const query = { tool, toolPath, socket, id: container.id };
+        const result = await execCollect(kc, {
+          ...exec,
+          command: ['chroot', HOST_ROOT, ...bridge.pidArgv(query)],
+          signal,
+        });
+        const pid =
+          result.exitCode === 0
+            ? bridge.parsePid(result.stdout.toString('utf8'), query)
+            : undefined;
+        if (pid !== undefined) {
+          log.info('target PID found', {
+            targetPid: pid,
+            method: `${bridge.name} bridge`,
+            tool,
+            socket,
+          });
+          return pid;
+        }
+        const said = result.stderr.trim().split('\n').pop() || `exit ${result.exitCode}`;
+        tried.push(`${tool} on ${socket}: ${said}`);
+        log.debug('runtime client gave no PID', { tool, socket, said });
+      }
+    }
+  }
+  if (lookup !== 'runtime') {
+    const scan = await execCollect(kc, { ...exec, command: cgroupScanArgv(container.id), signal });
+    const pid = parseCgroupScan(scan.stdout.toString('utf8'));
+    if (pid !== undefined) {
+      log.info('target PID found', { targetPid: pid, method: 'cgroup scan', tried });
+      return pid;
+    }
+    tried.push('no process on the node has the container ID in its cgroup');
+  }
+  throw new KubedumpError(
+    'PID_NOT_FOUND',
+    `cannot find the process of ${container.runtime}://${container.id.slice(0, 12)} on the node (${tried.join('; ')})`,
+    {
+      hint:
+        lookup === 'runtime'
+          ? 'name the runtime socket with --runtime-socket, or let kubedump scan cgroups (--pid-lookup auto)'
+          : 'check that the pod still runs; name the runtime socket with --runtime-socket',
+    },
+  );
+}
