@@ -12,6 +12,8 @@ export interface TargetContainer {
   container: string;
   containerId: string | undefined;
   nodeName: string | undefined;
+  /** The pod uses the node's network namespace (hostNetwork: true). */
+  hostNetwork: boolean;
 }
 
 export interface ModeContext {

@@ -89,6 +89,7 @@ async function capture(
     container: picked.container,
     containerId: picked.containerId,
     nodeName: picked.nodeName,
+    hostNetwork: picked.hostNetwork,
   };
   const mode = CAPTURE_MODES[request.privileged ? 'privileged' : 'unprivileged'];
 

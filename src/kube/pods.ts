@@ -13,6 +13,8 @@ export interface ResolvedContainer {
   /** `<runtime>://<id>`, when the container has started. */
   containerId: string | undefined;
   nodeName: string | undefined;
+  /** The pod shares the node's network namespace: its traffic is the node's. */
+  hostNetwork: boolean;
 }
 
 const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
@@ -57,6 +59,7 @@ export function pickContainer(pod: V1Pod, wanted?: string): ResolvedContainer {
     container: chosen,
     containerId: status?.containerID || undefined,
     nodeName: pod.spec?.nodeName || undefined,
+    hostNetwork: pod.spec?.hostNetwork === true,
   };
 }
 
