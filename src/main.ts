@@ -22,7 +22,10 @@ function writeAll(fd: number, text: string): void {
   }
 }
 
-/** SIGTERM (Wireshark's stop) and SIGINT (Ctrl-C) abort; the process exits within 2 s regardless. */
+/**
+ * SIGTERM (Wireshark's stop), SIGINT (Ctrl-C) and SIGHUP (the terminal went
+ * away) abort; the process exits within 2 s regardless.
+ */
 function stopSignal(): AbortSignal {
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
@@ -32,6 +35,7 @@ function stopSignal(): AbortSignal {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  process.on('SIGHUP', onSignal);
   return controller.signal;
 }
 

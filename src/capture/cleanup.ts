@@ -1,41 +1,36 @@
-import { KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
-import { deletePodAndWait, listPodsByLabel } from '../kube/helper-pod.ts';
-import { HELPER_SELECTOR } from './helper-spec.ts';
+import { type Logger, silentLogger } from '../log.ts';
+import { sweepAbandoned } from './privileged.ts';
 
-// `kubedump cleanup [--all-namespaces]`: deletes every kubedump helper pod,
-// stale or not, and waits until each is gone.
+// `kubedump cleanup [--all-namespaces]`: deletes the helper pods that serve
+// no capture any more (ended, or never started). A running helper belongs to
+// a live capture, perhaps another user's: it is kept, and ends by itself
+// within a minute of its capture.
 
 export interface CleanupOptions {
   kubeconfig?: string | undefined;
   context?: string | undefined;
   namespace?: string | undefined;
   allNamespaces: boolean;
+  log?: Logger;
   print(line: string): void;
 }
 
 export async function cleanupCommand(options: CleanupOptions): Promise<number> {
   const kc = loadKubeConfig({ kubeconfig: options.kubeconfig, context: options.context });
   const namespace = options.allNamespaces ? undefined : options.namespace || contextNamespace(kc);
-  const pods = await listPodsByLabel(kc, namespace, HELPER_SELECTOR);
-  const failures: string[] = [];
-  await Promise.all(
-    pods.map(async (pod) => {
-      const ref = { namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' };
-      try {
-        const gone = await deletePodAndWait(kc, ref, 30_000);
-        options.print(`${gone ? 'deleted' : 'deleting'} pod ${ref.namespace}/${ref.name}`);
-      } catch (error) {
-        failures.push(error instanceof KubedumpError ? error.message : String(error));
-      }
-    }),
+  const { deleted, live } = await sweepAbandoned(
+    kc,
+    namespace,
+    options.log ?? silentLogger,
+    options.print,
   );
-  if (failures.length) {
-    throw new KubedumpError('CLEANUP_FAILED', failures.join('; '), {
-      hint: 'delete them with kubectl delete pod -l app.kubernetes.io/managed-by=kubedump',
-    });
-  }
   const where = namespace ? `namespace ${namespace}` : 'any namespace';
-  if (!pods.length) options.print(`no kubedump helper pods in ${where}`);
+  if (!deleted) options.print(`no abandoned kubedump helper pods in ${where}`);
+  if (live) {
+    options.print(
+      `kept ${live} running helper pod${live === 1 ? '' : 's'}: ${live === 1 ? 'its capture is' : 'their captures are'} alive (a helper ends by itself within a minute of its capture)`,
+    );
+  }
   return 0;
 }

@@ -3,26 +3,45 @@ import type { V1Pod } from '@kubernetes/client-node';
 
 // The privileged helper pod: pinned to the target's node, in the host's PID
 // namespace, privileged, with the node's root mounted read-only at /host (for
-// the runtime's client and socket). It dies by itself: `sleep` and
-// activeDeadlineSeconds end it even if kubedump is killed with SIGKILL, and
-// its label and heartbeat let the next run sweep it sooner.
+// the runtime's client and socket). It ends by itself: its main process lives
+// only while a capture beats. The capture's watchdog (the tcpdump wrapper)
+// counts kubedump's keepalive lines into a heartbeat file; when that file has
+// not changed for HELPER_IDLE_SECONDS the main process exits and the pod is
+// done, whatever killed kubedump (SIGKILL, a crash, a closed laptop lid, a
+// lost network). activeDeadlineSeconds bounds it even if that fails.
 
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'kubedump';
 export const HELPER_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
 export const SESSION_ANNOTATION = 'kubedump.io/session';
-export const HEARTBEAT_ANNOTATION = 'kubedump.io/heartbeat';
 export const TARGET_ANNOTATION = 'kubedump.io/target';
+/** How long the creating run waits for the helper to start (it deletes it then). */
+export const START_TIMEOUT_ANNOTATION = 'kubedump.io/start-timeout-seconds';
 export const HELPER_CONTAINER = 'kubedump';
 export const HOST_ROOT = '/host';
 export const NAME_PREFIX = 'kubedump-';
+/** The heartbeat file inside the helper (the container's own /dev/shm). */
+export const HELPER_HEARTBEAT = '/dev/shm/kubedump-heartbeat';
 
 /** The helper pod lives at most this long (a capture longer than that ends with it). */
 export const HELPER_DEADLINE_SECONDS = 8 * 3600;
-/** How often the heartbeat annotation is refreshed while capturing. */
-export const HEARTBEAT_MS = 4000;
-/** A helper whose heartbeat is older than this belongs to a dead run. */
-export const STALE_MS = 20_000;
+/** The helper ends this long after the last heartbeat (or its start, before any). */
+export const HELPER_IDLE_SECONDS = 30;
+/**
+ * A helper still Pending this long past the start timeout its run declared
+ * (by the API server's clock) belongs to no run: the run deletes it when its
+ * wait ends. Without a declared timeout, the longest one (3600 s) counts.
+ */
+export const PENDING_MARGIN_MS = 30_000;
+const LONGEST_START_TIMEOUT_S = 3600;
+
+// The helper's main process. Constant text; $1 is the heartbeat file, $2 the
+// idle limit in seconds.
+export const HELPER_MAIN = `b=$1; last=; m=0
+while [ $m -lt "$2" ]; do
+  sleep 5; v=; read -r v <"$b" 2>/dev/null
+  if [ "$v" != "$last" ]; then last=$v; m=0; else m=$((m+5)); fi
+done`;
 
 export interface HelperSpecInput {
   name: string;
@@ -31,8 +50,10 @@ export interface HelperSpecInput {
   image: string;
   session: string;
   target: string;
-  now: Date;
+  /** Seconds the run waits for the helper to start. */
+  startTimeoutSeconds: number;
   deadlineSeconds?: number;
+  idleSeconds?: number;
 }
 
 /** `kubedump-<target pod, shortened>-<random>`: a valid DNS label. */
@@ -56,8 +77,8 @@ export function helperPodSpec(input: HelperSpecInput): V1Pod {
       labels: { [MANAGED_BY_LABEL]: MANAGED_BY, 'app.kubernetes.io/name': 'kubedump-helper' },
       annotations: {
         [SESSION_ANNOTATION]: input.session,
-        [HEARTBEAT_ANNOTATION]: input.now.toISOString(),
         [TARGET_ANNOTATION]: input.target,
+        [START_TIMEOUT_ANNOTATION]: String(input.startTimeoutSeconds),
       },
     },
     spec: {
@@ -74,7 +95,7 @@ export function helperPodSpec(input: HelperSpecInput): V1Pod {
           name: HELPER_CONTAINER,
           image: input.image,
           imagePullPolicy: 'IfNotPresent',
-          command: ['sleep', String(deadline)],
+          command: helperCommand(input.idleSeconds ?? HELPER_IDLE_SECONDS),
           securityContext: { privileged: true, runAsUser: 0 },
           resources: {
             requests: { cpu: '10m', memory: '32Mi' },
@@ -88,21 +109,52 @@ export function helperPodSpec(input: HelperSpecInput): V1Pod {
   };
 }
 
-/** When the helper last showed a sign of life: its heartbeat, else its creation. */
-export function lastSeen(pod: V1Pod): number | undefined {
-  const beat = Date.parse(pod.metadata?.annotations?.[HEARTBEAT_ANNOTATION] ?? '');
-  if (Number.isFinite(beat)) return beat;
-  const created = pod.metadata?.creationTimestamp;
-  const t = created ? new Date(created).getTime() : Number.NaN;
-  return Number.isFinite(t) ? t : undefined;
+export function helperCommand(idleSeconds: number): string[] {
+  return ['sh', '-c', HELPER_MAIN, 'sh', HELPER_HEARTBEAT, String(idleSeconds)];
 }
 
-/** A helper left by a dead run: stale heartbeat, or no longer running. */
-export function isStale(pod: V1Pod, now: number, staleMs = STALE_MS): boolean {
-  if (pod.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) return false;
-  if (pod.metadata?.deletionTimestamp) return false;
+/**
+ * Is this a pod kubedump made? A label anyone may set is not enough: the
+ * name, the session annotation and the exact shape of its one container (our
+ * constant main script, privileged, hostPID) must match too.
+ */
+export function isKubedumpHelper(pod: V1Pod): boolean {
+  const c = pod.spec?.containers ?? [];
+  const main = c[0]?.command ?? [];
+  return (
+    pod.metadata?.labels?.[MANAGED_BY_LABEL] === MANAGED_BY &&
+    (pod.metadata?.name ?? '').startsWith(NAME_PREFIX) &&
+    Boolean(pod.metadata?.annotations?.[SESSION_ANNOTATION]) &&
+    pod.spec?.hostPID === true &&
+    c.length === 1 &&
+    c[0]?.name === HELPER_CONTAINER &&
+    main[0] === 'sh' &&
+    main[1] === '-c' &&
+    main[2] === HELPER_MAIN
+  );
+}
+
+/**
+ * Why a helper belongs to no live capture, or undefined when it may still
+ * serve one. Only facts the API server set are used: the phase (a running
+ * helper ends by itself once its client is gone, so running means alive) and,
+ * for a helper that never ran, its age by the server's own clock.
+ */
+export function abandonedBecause(pod: V1Pod, serverNow: number): string | undefined {
+  if (!isKubedumpHelper(pod) || pod.metadata?.deletionTimestamp) return undefined;
   const phase = pod.status?.phase;
-  if (phase === 'Succeeded' || phase === 'Failed') return true;
-  const seen = lastSeen(pod);
-  return seen === undefined || now - seen > staleMs;
+  if (phase === 'Succeeded' || phase === 'Failed') return `it ended (${phase})`;
+  if (phase === 'Pending' || phase === undefined) {
+    const created = pod.metadata?.creationTimestamp;
+    const age = created ? serverNow - new Date(created).getTime() : Number.NaN;
+    const declared = Number(pod.metadata?.annotations?.[START_TIMEOUT_ANNOTATION]);
+    const wait =
+      Number.isInteger(declared) && declared > 0 && declared <= LONGEST_START_TIMEOUT_S
+        ? declared
+        : LONGEST_START_TIMEOUT_S;
+    if (age > wait * 1000 + PENDING_MARGIN_MS) {
+      return `it never ran, ${Math.round(age / 1000)} s after its creation`;
+    }
+  }
+  return undefined;
 }

@@ -36,6 +36,10 @@ export interface Placement {
   prefix: string[];
   /** For messages: where tcpdump runs. */
   where: string;
+  /** A file the remote watchdog counts keepalive lines into. */
+  heartbeat: string;
+  /** Started first when the capture stops (e.g. delete the helper pod). */
+  onStop?: () => Promise<void>;
 }
 
 export interface CaptureMode {

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import {
-  annotatePod,
   createPod,
   deletePodAndWait,
   listPodsByLabel,
@@ -11,22 +10,20 @@ import {
   waitUntilRunning,
 } from '../kube/helper-pod.ts';
 import type { Logger } from '../log.ts';
-import { archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpdump/index.ts';
 import {
-  HEARTBEAT_ANNOTATION,
-  HEARTBEAT_MS,
+  abandonedBecause,
   HELPER_CONTAINER,
+  HELPER_HEARTBEAT,
   HELPER_SELECTOR,
   helperName,
   helperPodSpec,
-  isStale,
+  isKubedumpHelper,
 } from './helper-spec.ts';
 import type { CaptureMode, ModeContext, Placement } from './mode.ts';
 import type { CaptureRequest } from './request.ts';
-import { findPid, type HelperExec } from './runtimes/find-pid.ts';
+import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
-import { binaryName } from './unprivileged.ts';
-import { probeContainer, uploadExecutable } from './upload.ts';
+import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)
 // finds the target container's PID and runs the uploaded tcpdump in the
@@ -36,6 +33,8 @@ import { probeContainer, uploadExecutable } from './upload.ts';
 export const DEFAULT_HELPER_TIMEOUT_S = 60;
 /** How long the stop may wait for the helper pod to disappear. */
 const DELETE_WAIT_MS = 1200;
+/** The sweep of abandoned helpers runs beside the helper's start, never longer than this. */
+const SWEEP_BUDGET_MS = 3000;
 
 export const privilegedMode: CaptureMode = {
   name: 'privileged',
@@ -50,14 +49,18 @@ export const privilegedMode: CaptureMode = {
       });
     }
     const namespace = request.helperNamespace || target.namespace;
-    await sweepStale(kc, namespace, log);
-    signal.throwIfAborted();
+    const sweeping = withinBudget(sweepAbandoned(kc, namespace, log), SWEEP_BUDGET_MS);
 
     const helper: PodRef = { namespace, name: helperName(target.pod) };
     const session = `${hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`;
     // Registered before the create call: a create that times out on our side
     // may still have happened on the server's. Deleting a missing pod is fine.
-    cleanup.defer(() => removeHelper(kc, helper, log));
+    let removing: Promise<void> | undefined;
+    const remove = () => {
+      removing ??= removeHelper(kc, helper, log);
+      return removing;
+    };
+    cleanup.defer(remove);
     const started = Date.now();
     try {
       await createPod(
@@ -69,20 +72,13 @@ export const privilegedMode: CaptureMode = {
           image: request.helperImage,
           session,
           target: `${target.namespace}/${target.pod}`,
-          now: new Date(),
+          startTimeoutSeconds: request.helperTimeout ?? DEFAULT_HELPER_TIMEOUT_S,
         }),
       );
     } catch (error) {
       throw creationFailure(error, namespace);
     }
     log.info('helper pod created', { pod: `${namespace}/${helper.name}`, node: target.nodeName });
-    const heartbeat = setInterval(() => {
-      annotatePod(kc, helper, { [HEARTBEAT_ANNOTATION]: new Date().toISOString() }).catch((error) =>
-        log.debug('heartbeat not refreshed', { error }),
-      );
-    }, HEARTBEAT_MS);
-    heartbeat.unref();
-    cleanup.defer(() => clearInterval(heartbeat));
 
     try {
       await waitUntilRunning(kc, helper, {
@@ -95,72 +91,73 @@ export const privilegedMode: CaptureMode = {
     log.info('helper pod running', { ms: Date.now() - started });
 
     const exec = { namespace, pod: helper.name, container: HELPER_CONTAINER };
-    const [pid, binary] = await Promise.all([
+    // The helper is deleted on stop, and its files with it.
+    const [pid, uploaded] = await Promise.all([
       findPid(kc, exec, container, bridge, request, log, signal),
-      uploadTcpdump(ctx, exec),
+      ensureTcpdump(ctx, exec, { keep: false, remove: false }),
+      sweeping,
     ]);
     return {
       exec,
-      binary,
+      binary: uploaded.binary,
       prefix: ['nsenter', '-t', String(pid), '-n', '--'],
-      // The helper pod and everything in it are deleted on stop.
+      // The helper's main process beats with the capture's watchdog.
+      heartbeat: HELPER_HEARTBEAT,
+      // Deleting the helper ends everything in it: the first thing a stop does.
+      onStop: remove,
       where: `helper pod ${namespace}/${helper.name} (node ${target.nodeName}, PID ${pid} of pod ${target.namespace}/${target.pod})`,
     };
   },
 };
 
-async function uploadTcpdump(ctx: ModeContext, exec: HelperExec): Promise<string> {
-  const { kc, log, signal } = ctx;
-  const manifest = tcpdumpManifest();
-  const amd64 = manifest.binaries.amd64.sha256;
-  // The node's architecture decides the binary; the probe sees the helper's too.
-  const [nodeArch, probeAmd64] = await Promise.all([
-    ctx.nodeArchitecture(),
-    probeContainer(kc, exec, binaryName(amd64), amd64, signal),
-  ]);
-  const arch = archFromNode(nodeArch ?? probeAmd64.arch);
-  if (!arch) {
-    throw new KubedumpError(
-      'UNSUPPORTED_ARCH',
-      `no tcpdump for CPU architecture "${nodeArch ?? probeAmd64.arch}"`,
-      { hint: 'kubedump ships tcpdump for amd64 and arm64' },
-    );
-  }
-  const { sha256 } = manifest.binaries[arch];
-  const name = binaryName(sha256);
-  const probe =
-    arch === 'amd64' ? probeAmd64 : await probeContainer(kc, exec, name, sha256, signal);
-  const binary = `${probe.dir.replace(/\/$/, '')}/${name}`;
-  if (probe.state !== 'present') {
-    const started = Date.now();
-    await uploadExecutable(kc, exec, probe, name, tcpdumpBinary(arch), signal);
-    log.info('tcpdump uploaded', { binary, ms: Date.now() - started, tar: probe.hasTar });
-  }
-  return binary;
+function withinBudget(work: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void work.finally(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
-/** Deletes helper pods left behind by runs that died (stale heartbeat). Best effort. */
-export async function sweepStale(kc: KubeConfig, namespace: string, log: Logger): Promise<void> {
-  let pods: Awaited<ReturnType<typeof listPodsByLabel>>;
+/**
+ * Deletes kubedump's helper pods that serve no capture any more: ended, or
+ * never started long ago by the server's clock. A running helper is never
+ * touched: it ends by itself once its capture is gone. Best effort: without
+ * the permission to list pods, nothing is swept.
+ */
+export async function sweepAbandoned(
+  kc: KubeConfig,
+  namespace: string | undefined,
+  log: Logger,
+  print?: (line: string) => void,
+): Promise<{ deleted: number; live: number }> {
+  let listing: Awaited<ReturnType<typeof listPodsByLabel>>;
   try {
-    pods = await listPodsByLabel(kc, namespace, HELPER_SELECTOR);
+    listing = await listPodsByLabel(kc, namespace, HELPER_SELECTOR);
   } catch (error) {
-    log.warn('cannot look for stale helper pods', { error });
-    return;
+    log.info('cannot look for abandoned helper pods', { error });
+    if (print) throw error;
+    return { deleted: 0, live: 0 };
   }
-  const now = Date.now();
-  const stale = pods.filter((p) => isStale(p, now));
+  const helpers = listing.pods.filter(isKubedumpHelper);
+  const abandoned = helpers
+    .map((pod) => ({ pod, why: abandonedBecause(pod, listing.serverNow) }))
+    .filter((h): h is { pod: V1Pod; why: string } => h.why !== undefined);
   await Promise.all(
-    stale.map(async (p) => {
-      const ref = { namespace, name: p.metadata?.name ?? '' };
+    abandoned.map(async ({ pod, why }) => {
+      const ref = { namespace: pod.metadata?.namespace ?? '', name: pod.metadata?.name ?? '' };
       try {
-        await deletePodAndWait(kc, ref, 5000);
-        log.info('stale helper pod deleted', { pod: `${namespace}/${ref.name}` });
+        await deletePodAndWait(kc, ref, 2000);
+        log.info('abandoned helper pod deleted', { pod: `${ref.namespace}/${ref.name}`, why });
+        print?.(`deleted pod ${ref.namespace}/${ref.name}: ${why}`);
       } catch (error) {
-        log.warn('cannot delete stale helper pod', { pod: ref.name, error });
+        log.warn('cannot delete abandoned helper pod', { pod: ref.name, error });
+        if (print) throw error;
       }
     }),
   );
+  return { deleted: abandoned.length, live: helpers.length - abandoned.length };
 }
 
 async function removeHelper(kc: KubeConfig, helper: PodRef, log: Logger): Promise<void> {

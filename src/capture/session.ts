@@ -12,12 +12,12 @@ import { CAPTURE_MODES } from './modes.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
 import {
   isTcpdumpChatter,
-  KEEPALIVE_BYE,
   KEEPALIVE_MS,
   parsePidLine,
+  STOP_LINE,
   tcpdumpArgv,
   tcpdumpFailure,
-  withPidReport,
+  withWatchdog,
 } from './tcpdump-command.ts';
 
 // One capture: resolve the target, let the mode place tcpdump, stream its
@@ -40,6 +40,10 @@ export interface CaptureHooks {
 
 /** How long cleanup may take after a stop before the process gives up waiting. */
 export const STOP_BUDGET_MS = 1500;
+/** How long the stop line has to end tcpdump before it is killed by PID. */
+const KILL_AFTER_MS = 500;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
 
 export async function runCapture(
   request: CaptureRequest,
@@ -94,8 +98,13 @@ async function capture(
   const mode = CAPTURE_MODES[request.privileged ? 'privileged' : 'unprivileged'];
 
   const stopping = new AbortController();
+  // One deadline for every cleanup step, fixed when the stop comes.
+  let stopDeadline: number | undefined;
+  const deadline = () => (stopDeadline ??= Date.now() + STOP_BUDGET_MS);
   const stop = (why: CaptureSummary['ended']) => {
-    if (!stopping.signal.aborted) stopping.abort(why);
+    if (stopping.signal.aborted) return;
+    deadline();
+    stopping.abort(why);
   };
   const onSignal = () => stop('stopped');
   signal.addEventListener('abort', onSignal, { once: true });
@@ -131,7 +140,7 @@ async function capture(
     });
     const session = await openExec(kc, {
       ...placement.exec,
-      command: withPidReport([...placement.prefix, ...argv]),
+      command: withWatchdog([...placement.prefix, ...argv], placement.heartbeat),
       // stdin carries the keepalive lines the remote watchdog waits for.
       stdin: true,
       signal: stopping.signal,
@@ -153,20 +162,22 @@ async function capture(
     const keepalive = setInterval(() => send('\n'), KEEPALIVE_MS);
     keepalive.unref();
     cleanup.defer(() => clearInterval(keepalive));
-    // Closing the exec stream does not stop tcpdump: kill it by PID.
-    let killing: Promise<void> | undefined;
-    const killRemote = () => {
-      if (pid !== undefined) killing ??= killProcess(kc, placement, pid, log);
-      return killing ?? Promise.resolve();
+    // Closing the exec stream does not stop tcpdump. The stop line asks the
+    // remote watchdog to stop it (tcpdump flushes and exits, which ends the
+    // stream); if the stream has not ended soon after, kill it by PID.
+    let stoppingRemote: Promise<void> | undefined;
+    const stopRemote = () => {
+      stoppingRemote ??= (async () => {
+        void send(STOP_LINE);
+        const ended = await Promise.race([
+          session.result.then(() => true),
+          sleep(KILL_AFTER_MS).then(() => false),
+        ]);
+        if (!ended && pid !== undefined) await killProcess(kc, placement, pid, log, deadline());
+      })().catch((error) => log.warn('remote stop failed', { error }));
+      return stoppingRemote;
     };
-    cleanup.defer(killRemote);
-    // First on every stop: the watchdog ends quietly, tcpdump is killed by PID.
-    let bye: Promise<void> | undefined;
-    const sayBye = () => {
-      bye ??= send(KEEPALIVE_BYE);
-      return bye;
-    };
-    cleanup.defer(sayBye);
+    cleanup.defer(stopRemote);
     log.info('capture started', { where: placement.where, protocol: session.protocol, argv });
 
     let timer: NodeJS.Timeout | undefined;
@@ -175,10 +186,11 @@ async function capture(
     stopping.signal.addEventListener(
       'abort',
       () => {
-        // tcpdump flushes and exits on SIGTERM, which ends the stream below;
-        // if that takes too long, the socket is closed under it.
-        void sayBye();
-        killRemote().catch((error) => log.warn('kill failed', { error }));
+        // The mode's first step (privileged: delete the helper, which ends
+        // tcpdump with it) goes out at once, beside the stop line.
+        placement.onStop?.().catch((error) => log.warn('stop failed', { error }));
+        void stopRemote();
+        // If tcpdump's end takes too long, the socket is closed under it.
         setTimeout(() => session.close(), 1000).unref();
       },
       { once: true },
@@ -198,6 +210,7 @@ async function capture(
       throw outputError;
     }
     const result = await session.result;
+    log.info('remote tcpdump ended', { exitCode: result.exitCode, message: result.message });
     if (!stopping.signal.aborted) {
       // The remote side ended by itself: that is an error unless it said nothing.
       if (result.exitCode !== 0 || framer.header === undefined) {
@@ -239,7 +252,7 @@ async function capture(
     // A failure before any byte leaves the output to the caller, which
     // reports the error its own way (extcap: stderr, then close the fifo).
     if (succeeded || framer.header) await finishOutput(sink, framer, request).catch(() => {});
-    await disposeWithin(cleanup, STOP_BUDGET_MS, log);
+    await disposeWithin(cleanup, Math.max(0, deadline() - Date.now()), log);
   }
 }
 
@@ -279,8 +292,10 @@ function isClosedOutput(error: unknown): boolean {
   );
 }
 
-// Kill politely, then by force, and confirm; the script is constant text.
-const KILL = `kill "$1" 2>/dev/null || exit 0
+// Kill politely, then by force, and confirm; only a process that is still our
+// tcpdump (PIDs get reused). The script is constant text.
+const KILL = `c=; read -r c </proc/"$1"/comm 2>/dev/null; case $c in kubedump-tcpd*) ;; *) exit 0 ;; esac
+kill "$1" 2>/dev/null || exit 0
 i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done
 kill -9 "$1" 2>/dev/null; exit 0`;
 
@@ -289,13 +304,14 @@ async function killProcess(
   placement: Placement,
   pid: number,
   log: Logger,
+  deadline: number,
 ) {
   const result = await execCollect(kc, {
     ...placement.exec,
     command: ['sh', '-c', KILL, 'sh', String(pid)],
-    signal: AbortSignal.timeout(STOP_BUDGET_MS),
+    signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
   });
-  log.info('remote tcpdump stopped', { pid, exitCode: result.exitCode });
+  log.info('remote tcpdump killed by PID', { pid, exitCode: result.exitCode });
 }
 
 /** "pod NS/NAME" when that pod is gone or being deleted; undefined when it is there or unknown. */

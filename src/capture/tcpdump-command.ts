@@ -15,24 +15,47 @@ export const PID_MARKER = 'kubedump-pid';
 
 /** kubedump writes a line on the remote stdin this often while it lives. */
 export const KEEPALIVE_MS = 2000;
-/** The line that tells the remote watchdog to leave tcpdump alone. */
-export const KEEPALIVE_BYE = 'bye\n';
-const KEEPALIVE_TIMEOUT_S = 10;
+/** The line that asks the remote watchdog to stop tcpdump now. */
+export const STOP_LINE = 'stop\n';
+/** Without a keepalive line for this long, the watchdog stops tcpdump. */
+export const WATCHDOG_TIMEOUT_S = 10;
 
-// `exec "$@"` keeps the PID of this shell for tcpdump, so the echoed PID is
-// the one to kill. The script text is constant; everything variable is "$@".
-// A watchdog reads the keepalive lines on stdin: when they stop for 10 s
-// (kubedump was killed, or lost the API server), it kills tcpdump, because
-// closing an exec stream does not. It kills only a process that is still our
-// tcpdump (PIDs get reused). Shells without `read -t` get no watchdog.
-const PID_WRAPPER = `echo "${PID_MARKER} $$" >&2
-p=$$
-if (read -t 1 l </dev/null) 2>/dev/null; [ $? -eq 1 ]; then
-  exec 3<&0
-  ( while read -t ${KEEPALIVE_TIMEOUT_S} l <&3; do [ "$l" = bye ] && exit 0; done
-    read -r c </proc/$p/comm; case $c in kubedump-tcpd*) kill $p ;; esac ) <&3 >/dev/null 2>&1 &
+// The wrapper starts tcpdump, reports its PID, and stays to watch over it.
+// The script text is constant; everything variable is "$@". The watchdog
+// stops tcpdump when kubedump asks ("stop"), when the exec's stdin ends, or
+// when keepalive lines stop for 10 s (kubedump was killed, or the network
+// dropped silently): closing an exec stream alone never stops a process. It
+// needs nothing but a POSIX sh (dash has no `read -t`): a reader counts the
+// lines into a heartbeat file ($1), a checker looks at that file every 2 s.
+// They kill only a process that is still our tcpdump (PIDs get reused). When
+// tcpdump ends, for any reason, the wrapper ends both, removes the run's
+// private upload directory (a crashed kubedump leaves no file behind either)
+// and exits with tcpdump's status.
+const PID_WRAPPER = `b=$1; shift
+exec 3<&0
+"$@" </dev/null 3<&- &
+t=$!
+echo "${PID_MARKER} $t" >&2
+ours() { c=; read -r c </proc/$t/comm 2>/dev/null; case $c in kubedump-tcpd*) return 0 ;; esac; return 1; }
+k=
+if echo 0 >"$b" 2>/dev/null; then
+  ( last=0; m=0
+    while sleep 2 && ours; do
+      v=; read -r v <"$b"
+      if [ "$v" != "$last" ]; then last=$v; m=0; else m=$((m+2)); fi
+      if [ $m -ge ${WATCHDOG_TIMEOUT_S} ]; then kill $t; break; fi
+    done ) </dev/null >/dev/null 2>&1 3<&- &
+  k=$!
 fi
-exec "$@" </dev/null 3<&-`;
+( while read -r l <&3; do [ "$l" = stop ] && break; n=$((n+1)); echo "$n" >"$b"; done
+  ours && kill $t ) </dev/null >/dev/null 2>&1 &
+r=$!
+exec 3<&-
+wait $t; s=$?
+kill $r $k 2>/dev/null
+rm -f "$b"
+case \${b%/*} in */.kubedump-????????????????) rm -rf "\${b%/*}" ;; esac
+exit $s`;
 
 export function tcpdumpArgv(args: TcpdumpArgs): string[] {
   const argv = [args.binary, '-i', args.iface, '-U', '--immediate-mode', '-w', '-'];
@@ -44,9 +67,12 @@ export function tcpdumpArgv(args: TcpdumpArgs): string[] {
   return argv;
 }
 
-/** Wraps a command so that it reports its PID on stderr before it starts. */
-export function withPidReport(argv: readonly string[]): string[] {
-  return ['sh', '-c', PID_WRAPPER, 'sh', ...argv];
+/**
+ * Wraps a command so that it reports its PID on stderr before it starts, and
+ * ends when kubedump goes away; `heartbeat` is a file path the wrapper may write.
+ */
+export function withWatchdog(argv: readonly string[], heartbeat: string): string[] {
+  return ['sh', '-c', PID_WRAPPER, 'sh', heartbeat, ...argv];
 }
 
 export function parsePidLine(line: string): number | undefined {

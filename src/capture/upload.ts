@@ -1,46 +1,78 @@
+import { randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pack } from 'tar-stream';
 import { KubedumpError } from '../errors.ts';
 import { type ExecOptions, execCollect } from '../kube/exec.ts';
 import type { Logger } from '../log.ts';
+import { type Arch, archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpdump/index.ts';
 
-/** How long removing the uploaded file may take during a stop. */
-const REMOVE_BUDGET_MS = 1500;
-
-// Puts the static tcpdump into the container. A probe finds a directory where
-// files can be written AND executed (a noexec or read-only /tmp is common),
-// checks an existing copy by sha256, and reports the CPU architecture and
-// whether tar exists. Every command is argv; the scripts are constant text.
+// Puts the static tcpdump into a container, in a directory of its own: other
+// processes in the pod (another user, or anything that can write to a shared
+// /tmp) must never get to swap the file we then execute. The probe creates
+// that directory with `mkdir -m 700` under a random name (mkdir fails on
+// anything that exists, so nobody can plant it beforehand), checks that files
+// there can be executed (a noexec or read-only /tmp is common), and reports
+// the CPU architecture and whether tar exists. Every command is argv; the
+// scripts are constant text.
 
 export const UPLOAD_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run', '/home', '/'];
 
-const PROBE = `name=$1; sum=$2; shift 2
+/** The private directory of one run; `.kubedump-keep-UID` when the binary is kept. */
+export const PRIVATE_DIR_PREFIX = '.kubedump-';
+
+// $1 tag (random), $2 keep (yes/no), $3..$6 name and sha256 for amd64, arm64.
+// A kept directory is trusted only when it is ours, not a link, and 0700.
+const PROBE = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; shift 6
 arch=$(uname -m 2>/dev/null)
+case $arch in x86_64|amd64) name=$n64; sum=$s64 ;; aarch64|arm64) name=$na; sum=$sa ;; *) name=; sum= ;; esac
 if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
 for d in "$@"; do
   [ -d "$d" ] && [ -w "$d" ] || continue
-  f="$d/$name"
-  if [ -f "$f" ] && command -v sha256sum >/dev/null 2>&1; then
-    s=$(sha256sum "$f" 2>/dev/null); s=\${s%% *}
-    if [ "$s" = "$sum" ] && "$f" --version >/dev/null 2>&1; then
-      echo "present $d $arch $tar"; exit 0
+  p=; b=\${d%/}
+  if [ "$keep" = yes ] && u=$(id -u 2>/dev/null); then
+    k="$b/.kubedump-keep-$u"
+    if mkdir -m 700 "$k" 2>/dev/null; then p=$k
+    elif [ -d "$k" ] && [ ! -h "$k" ] && [ -O "$k" ]; then
+      m=$(ls -ld "$k" 2>/dev/null); case $m in drwx------*) p=$k ;; esac
+    fi
+    if [ -n "$p" ] && [ -n "$name" ] && [ -f "$p/$name" ] && command -v sha256sum >/dev/null 2>&1; then
+      s=$(sha256sum "$p/$name" 2>/dev/null); s=\${s%% *}
+      if [ "$s" = "$sum" ]; then echo "present $p $arch $tar"; exit 0; fi
     fi
   fi
-  p="$d/.kubedump-probe-$$"
-  if printf '#!/bin/sh\\nexit 0\\n' >"$p" 2>/dev/null && chmod 700 "$p" 2>/dev/null && "$p" 2>/dev/null; then
-    rm -f "$p"; echo "absent $d $arch $tar"; exit 0
+  if [ -z "$p" ]; then p="$b/.kubedump-$tag"; mkdir -m 700 "$p" 2>/dev/null || continue; fi
+  if printf '#!/bin/sh\\nexit 0\\n' >"$p/probe" 2>/dev/null && chmod 700 "$p/probe" 2>/dev/null && "$p/probe" 2>/dev/null; then
+    rm -f "$p/probe"; echo "absent $p $arch $tar"; exit 0
   fi
-  rm -f "$p" 2>/dev/null
+  rm -rf "$p" 2>/dev/null
 done
 echo "nowhere - $arch $tar"`;
 
-// head stops after the archive's size, so the command ends and reports its
-// exit status even over exec v4, where stdin cannot be closed.
-const EXTRACT_TAR = 'head -c "$1" | tar -xf - -C "$2" && mv -f "$2/$3" "$2/$4"';
-const EXTRACT_RAW = 'head -c "$1" >"$2/$3" && chmod 755 "$2/$3" && mv -f "$2/$3" "$2/$4"';
+// $1 size, $2 the private directory, $3 the file's name, $4 tar (yes/no).
+// head stops after the payload's size, so the command ends and reports its
+// exit status even over exec v4, where stdin cannot be closed. If the
+// payload stops growing for 10 s (kubedump was killed or cut off mid-upload:
+// the exec's stdin then stays open forever), the upload removes itself and
+// its directory.
+const EXTRACT = `n=$1; d=$2; f=$3; p="$2/.upload"
+exec 3<&0
+head -c "$n" <&3 >"$p" 3<&- & h=$!
+exec 3<&-
+( last=; m=0
+  while sleep 2 && kill -0 $h 2>/dev/null; do
+    s=$(wc -c <"$p" 2>/dev/null)
+    if [ "$s" != "$last" ]; then last=$s; m=0; else m=$((m+2)); fi
+    if [ $m -ge 10 ]; then kill $h; rm -rf "$d"; break; fi
+  done ) </dev/null >/dev/null 2>&1 &
+k=$!
+wait $h; s=$?; kill $k 2>/dev/null
+[ $s -eq 0 ] && [ "$(wc -c <"$p")" -eq "$n" ] || { rm -f "$p"; exit 1; }
+if [ "$4" = yes ]; then tar -xf "$p" -C "$d" && rm -f "$p"
+else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi`;
 
 export interface ProbeResult {
   state: 'present' | 'absent' | 'nowhere';
+  /** The private directory (created by the probe unless `nowhere`). */
   dir: string;
   arch: string;
   hasTar: boolean;
@@ -48,32 +80,62 @@ export interface ProbeResult {
 
 export type ExecTarget = Pick<ExecOptions, 'namespace' | 'pod' | 'container'>;
 
-function describe(target: ExecTarget): string {
+export function describeTarget(target: ExecTarget): string {
   return `pod ${target.namespace}/${target.pod}${target.container ? ` container ${target.container}` : ''}`;
 }
 
 export function parseProbe(output: string): ProbeResult | undefined {
   const match = /^(present|absent|nowhere) (\S+) (\S*) (yes|no)$/m.exec(output);
   if (!match) return undefined;
+  const dir = match[2] as string;
+  // Only a directory the probe made may be written to, executed from, removed.
+  if (match[1] !== 'nowhere' && !isPrivateDir(dir)) return undefined;
   return {
     state: match[1] as ProbeResult['state'],
-    dir: match[2] as string,
+    dir,
     arch: match[3] as string,
     hasTar: match[4] === 'yes',
   };
 }
 
+/** `<one of UPLOAD_DIRS>/.kubedump-<tag or keep-UID>`, nothing else. */
+export function isPrivateDir(dir: string): boolean {
+  const slash = dir.lastIndexOf('/');
+  const parent = dir.slice(0, slash) || '/';
+  const base = dir.slice(slash + 1);
+  return (
+    UPLOAD_DIRS.includes(parent) &&
+    /^\.kubedump-(keep-\d{1,10}|[0-9a-f]{16})$/.test(base) &&
+    !dir.startsWith('//')
+  );
+}
+
+export function probeArgv(tag: string, keep: boolean): string[] {
+  const { binaries } = tcpdumpManifest();
+  return [
+    'sh',
+    '-c',
+    PROBE,
+    'sh',
+    tag,
+    keep ? 'yes' : 'no',
+    binaryName(binaries.amd64.sha256),
+    binaries.amd64.sha256,
+    binaryName(binaries.arm64.sha256),
+    binaries.arm64.sha256,
+    ...UPLOAD_DIRS,
+  ];
+}
+
 export async function probeContainer(
   kc: KubeConfig,
   target: ExecTarget,
-  name: string,
-  sha256: string,
-  signal?: AbortSignal,
+  options: { tag: string; keep: boolean; signal?: AbortSignal | undefined },
 ): Promise<ProbeResult> {
   const result = await execCollect(kc, {
     ...target,
-    command: ['sh', '-c', PROBE, 'sh', name, sha256, ...UPLOAD_DIRS],
-    signal,
+    command: probeArgv(options.tag, options.keep),
+    signal: options.signal,
   });
   const probe = parseProbe(result.stdout.toString('utf8'));
   if (!probe) {
@@ -81,7 +143,7 @@ export async function probeContainer(
     if (/no such file|not found|executable file/i.test(why) || result.exitCode === 127) {
       throw new KubedumpError(
         'NO_SHELL',
-        `${describe(target)} has no /bin/sh, so tcpdump cannot be uploaded`,
+        `${describeTarget(target)} has no /bin/sh, so tcpdump cannot be uploaded`,
         {
           hint: 'use privileged mode (--privileged), which needs nothing in the container',
         },
@@ -89,7 +151,7 @@ export async function probeContainer(
     }
     throw new KubedumpError(
       'PROBE_FAILED',
-      `cannot inspect ${describe(target)}: ${why || `exit ${result.exitCode}`}`,
+      `cannot inspect ${describeTarget(target)}: ${why || `exit ${result.exitCode}`}`,
       {
         hint: 'use privileged mode (--privileged)',
       },
@@ -98,11 +160,15 @@ export async function probeContainer(
   if (probe.state === 'nowhere') {
     throw new KubedumpError(
       'NO_WRITABLE_DIR',
-      `${describe(target)} has no directory that is both writable and executable (tried ${UPLOAD_DIRS.join(' ')})`,
+      `${describeTarget(target)} has no directory where a new private directory can be made and files executed (tried ${UPLOAD_DIRS.join(' ')})`,
       { hint: 'use privileged mode (--privileged)' },
     );
   }
   return probe;
+}
+
+export function extractArgv(size: number, dir: string, name: string, tar: boolean): string[] {
+  return ['sh', '-c', EXTRACT, 'sh', String(size), dir, name, tar ? 'yes' : 'no'];
 }
 
 /** A tar archive holding one executable file. */
@@ -114,13 +180,13 @@ export async function tarOf(name: string, content: Buffer): Promise<Buffer> {
     archive.on('end', resolve);
     archive.on('error', reject);
   });
-  archive.entry({ name, mode: 0o755, mtime: new Date(0), uid: 0, gid: 0 }, content);
+  archive.entry({ name, mode: 0o700, mtime: new Date(0), uid: 0, gid: 0 }, content);
   archive.finalize();
   await done;
   return Buffer.concat(chunks);
 }
 
-export async function uploadExecutable(
+async function uploadExecutable(
   kc: KubeConfig,
   target: ExecTarget,
   probe: ProbeResult,
@@ -128,43 +194,107 @@ export async function uploadExecutable(
   content: Buffer,
   signal?: AbortSignal,
 ): Promise<void> {
-  const temporary = temporaryName(name);
-  const payload = probe.hasTar ? await tarOf(temporary, content) : content;
-  const script = probe.hasTar ? EXTRACT_TAR : EXTRACT_RAW;
+  const payload = probe.hasTar ? await tarOf(name, content) : content;
   const result = await execCollect(kc, {
     ...target,
-    command: ['sh', '-c', script, 'sh', String(payload.length), probe.dir, temporary, name],
+    command: extractArgv(payload.length, probe.dir, name, probe.hasTar),
     input: payload,
     signal,
   });
   if (result.exitCode !== 0) {
     throw new KubedumpError(
       'UPLOAD_FAILED',
-      `uploading tcpdump into ${describe(target)}:${probe.dir} failed (exit ${result.exitCode ?? 'unknown'}): ${result.stderr.trim() || result.message || ''}`.trim(),
+      `uploading tcpdump into ${describeTarget(target)}:${probe.dir} failed (exit ${result.exitCode ?? 'unknown'}): ${result.stderr.trim() || result.message || ''}`.trim(),
       { hint: 'use privileged mode (--privileged)' },
     );
   }
 }
 
-/** The name an upload is written under before it is moved into place. */
-export function temporaryName(name: string): string {
-  return `.${name}.${process.pid}.part`;
+/** The uploaded file's name carries its hash, so versions never collide. */
+export function binaryName(sha256: string): string {
+  return `kubedump-tcpdump-${sha256.slice(0, 12)}`;
 }
 
-/** Removes the uploaded tcpdump and a partial upload; bounded by the stop budget. */
-export async function removeUploaded(
-  kc: KubeConfig,
+export interface UploadContext {
+  kc: KubeConfig;
+  log: Logger;
+  signal: AbortSignal;
+  cleanup: AsyncDisposableStack;
+  /** The target node's architecture, or undefined when nodes can't be read. */
+  nodeArchitecture(): Promise<string | undefined>;
+}
+
+export interface Uploaded {
+  /** The tcpdump to run. */
+  binary: string;
+  /** The run's private directory, which also holds the watchdog's heartbeat. */
+  dir: string;
+}
+
+/**
+ * Makes sure the container has our tcpdump, in a private directory. With
+ * `keep`, the directory is `.kubedump-keep-UID` and survives for the next run.
+ * Its removal (unless kept, or `remove: false` for a pod that is deleted
+ * anyway) is registered before the upload: a stop during it must not leave
+ * the file or its temporary behind.
+ */
+export async function ensureTcpdump(
+  ctx: UploadContext,
   target: ExecTarget,
-  dir: string,
-  name: string,
-  log: Logger,
-): Promise<void> {
-  const base = dir.replace(/\/$/, '');
-  const binary = `${base}/${name}`;
+  options: { keep: boolean; remove?: boolean },
+): Promise<Uploaded> {
+  const { kc, log, signal } = ctx;
+  const tag = randomBytes(8).toString('hex');
+  let answered: ProbeResult | 'failed' | undefined;
+  const probing = probeContainer(kc, target, { tag, keep: options.keep, signal }).then(
+    (probe) => (answered = probe),
+    (error) => {
+      answered = 'failed';
+      throw error;
+    },
+  );
+  // Registered before the answer: a stop may come between the probe making
+  // the directory and our hearing which one it made.
+  const remove = options.remove ?? true;
+  ctx.cleanup.defer(async () => {
+    if (!remove || answered === 'failed' || (options.keep && answered !== undefined)) return;
+    const dirs = answered
+      ? [answered.dir]
+      : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
+    await removeDirs(kc, target, dirs, log);
+  });
+  const [nodeArch, probe] = await Promise.all([ctx.nodeArchitecture(), probing]);
+  const arch: Arch | undefined = archFromNode(nodeArch ?? probe.arch);
+  if (!arch) {
+    throw new KubedumpError(
+      'UNSUPPORTED_ARCH',
+      `no tcpdump for CPU architecture "${nodeArch ?? probe.arch}"`,
+      { hint: 'kubedump ships tcpdump for amd64 and arm64' },
+    );
+  }
+  const name = binaryName(tcpdumpManifest().binaries[arch].sha256);
+  const binary = `${probe.dir}/${name}`;
+  // The probe checked the copy for the container's own architecture.
+  if (probe.state === 'present' && archFromNode(probe.arch) === arch) {
+    log.info('tcpdump already present', { binary });
+  } else {
+    const started = Date.now();
+    await uploadExecutable(kc, target, probe, name, tcpdumpBinary(arch), signal);
+    log.info('tcpdump uploaded', { binary, ms: Date.now() - started, tar: probe.hasTar });
+  }
+  return { binary, dir: probe.dir };
+}
+
+/** How long removing the upload may take during a stop. */
+const REMOVE_BUDGET_MS = 1500;
+
+async function removeDirs(kc: KubeConfig, target: ExecTarget, dirs: string[], log: Logger) {
+  const ours = dirs.filter(isPrivateDir);
+  if (!ours.length) return;
   const result = await execCollect(kc, {
     ...target,
-    command: ['rm', '-f', binary, `${base}/${temporaryName(name)}`],
+    command: ['rm', '-rf', '--', ...ours],
     signal: AbortSignal.timeout(REMOVE_BUDGET_MS),
   });
-  log.info('uploaded tcpdump removed', { binary, exitCode: result.exitCode });
+  log.info('uploaded tcpdump removed', { dirs: ours, exitCode: result.exitCode });
 }

@@ -1,15 +1,9 @@
-import {
-  CoreV1Api,
-  type KubeConfig,
-  PatchStrategy,
-  setHeaderOptions,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
 
 // Short-lived helper pods: create one from a spec, wait until it runs (or say
-// in one line why it never will), refresh an annotation, list them by label,
+// in one line why it never will), list them by label with the server's time,
 // delete them and wait until they are gone. Generic: a spec in, a pod out.
 
 export interface PodRef {
@@ -169,34 +163,25 @@ export async function waitUntilRunning(
   );
 }
 
-/** Merges annotations into the pod's metadata (a JSON merge patch). */
-export async function annotatePod(
-  kc: KubeConfig,
-  pod: PodRef,
-  annotations: Record<string, string>,
-): Promise<void> {
-  const api = kc.makeApiClient(CoreV1Api);
-  try {
-    await api.patchNamespacedPod(
-      { name: pod.name, namespace: pod.namespace, body: { metadata: { annotations } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
-  } catch (error) {
-    throw apiError(error, `patch pod ${ref(pod)}`);
-  }
+export interface PodListing {
+  pods: V1Pod[];
+  /** The API server's clock when it answered (its Date header), else ours. */
+  serverNow: number;
 }
 
+/** Lists pods by label, with the server's time: ages are judged by its clock, never a client's. */
 export async function listPodsByLabel(
   kc: KubeConfig,
   namespace: string | undefined,
   labelSelector: string,
-): Promise<V1Pod[]> {
+): Promise<PodListing> {
   const api = kc.makeApiClient(CoreV1Api);
   try {
-    const list = namespace
-      ? await api.listNamespacedPod({ namespace, labelSelector })
-      : await api.listPodForAllNamespaces({ labelSelector });
-    return list.items;
+    const answer = namespace
+      ? await api.listNamespacedPodWithHttpInfo({ namespace, labelSelector })
+      : await api.listPodForAllNamespacesWithHttpInfo({ labelSelector });
+    const date = Date.parse(answer.headers.date ?? '');
+    return { pods: answer.data.items, serverNow: Number.isFinite(date) ? date : Date.now() };
   } catch (error) {
     throw apiError(error, `list pods${namespace ? ` in namespace ${namespace}` : ''}`);
   }

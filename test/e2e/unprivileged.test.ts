@@ -107,14 +107,18 @@ for (const worldName of ['real', 'emulated'] as const) {
       const events = () => entries().map((e) => e.message as string);
       assert.equal((await capture()).code, 0);
       assert.equal((await capture()).code, 0);
-      const ls = await inPod('web', 'ls', '/tmp');
+      // Kept in the run user's private directory (root here), nowhere else.
+      const ls = await inPod('web', 'ls', '-a', '/tmp', '/tmp/.kubedump-keep-0');
       const name = UPLOADED.exec(ls.stdout)?.[0];
       assert.ok(name, `kept binary not found in ${ls.stdout}`);
-      // Corrupt the kept copy: the next capture must notice and upload again.
-      assert.equal(
-        (await inPod('web', 'sh', '-c', 'echo corrupt > "$1"', 'sh', `/tmp/${name}`)).code,
-        0,
+      const kept = `/tmp/.kubedump-keep-0/${name}`;
+      assert.doesNotMatch(
+        (await inPod('web', 'ls', '-a', '/tmp')).stdout,
+        /kubedump-tcpdump|\.kubedump-[0-9a-f]/,
+        'only the kept directory is left',
       );
+      // Corrupt the kept copy: the next capture must notice and upload again.
+      assert.equal((await inPod('web', 'sh', '-c', 'echo corrupt > "$1"', 'sh', kept)).code, 0);
       assert.equal((await capture()).code, 0);
       assert.deepEqual(
         events().filter((m) => /tcpdump (uploaded|already present)/.test(m)),
@@ -130,7 +134,7 @@ for (const worldName of ['real', 'emulated'] as const) {
         [...protocols],
         [worldName === 'real' ? 'v4.channel.k8s.io' : 'v5.channel.k8s.io'],
       );
-      await inPod('web', 'rm', '-f', `/tmp/${name}`);
+      await inPod('web', 'rm', '-rf', '/tmp/.kubedump-keep-0');
       await assertNothingLeft('web');
     });
 

@@ -39,14 +39,21 @@ type Phase = (typeof PHASES)[number];
 /** Matches nothing the demo pods send: an idle capture. */
 const IDLE_FILTER = 'udp port 9';
 const HELPER_LABEL = 'app.kubernetes.io/managed-by';
+/** The helper timeout of the Pending cells: their run's wait, after which a never-started helper is abandoned. */
+const PENDING_WAIT_S = 5;
+/** A helper must end by itself this soon after its client died, whatever killed it. */
+const HELPER_LIFETIME_AFTER_CLIENT_MS = 60_000;
 
 describe('kill matrix on the emulated cluster', () => {
   let emulator: Emulator;
   let proxy: TcpProxy;
   let home: ReturnType<typeof wiresharkHome>;
   let dir: string;
-  /** Helper pods and tcpdumps a SIGKILL left behind, for the next run's sweep. */
-  const killed: { helpers: string[]; pids: number[] } = { helpers: [], pids: [] };
+  /** Helper pods and tcpdumps a SIGKILL left behind, with the time of the kill. */
+  const killed: { helpers: { name: string; at: number }[]; pids: number[] } = {
+    helpers: [],
+    pids: [],
+  };
   const exitTimes: number[] = [];
   let cells = 0;
 
@@ -73,7 +80,8 @@ describe('kill matrix on the emulated cluster', () => {
       .list()
       .filter((p) => p.metadata.labels?.[HELPER_LABEL] === 'kubedump');
   /** Helper pods other than those SIGKILL cells left for the next run's sweep. */
-  const ownHelpers = () => helpers().filter((p) => !killed.helpers.includes(p.metadata.name));
+  const ownHelpers = () =>
+    helpers().filter((p) => !killed.helpers.some((k) => k.name === p.metadata.name));
   const inPod = (pod: string, ...command: string[]) =>
     run(
       [
@@ -89,6 +97,10 @@ describe('kill matrix on the emulated cluster', () => {
       ],
       { timeoutMs: 30_000 },
     );
+
+  /** Private upload directories in the pod's /tmp. */
+  const uploads = async () =>
+    (await inPod('web', 'ls', '-a', '/tmp')).stdout.split('\n').filter((e) => /kubedump/.test(e));
 
   /** Full-speed traffic inside the target pod for a while (bounded: it ends by itself). */
   function startLoad(seconds: number) {
@@ -161,6 +173,7 @@ describe('kill matrix on the emulated cluster', () => {
           if (phase === 'uploading') proxy.throttle(400_000);
           const load = phase === 'load' ? startLoad(8) : undefined;
           const uploadBase = proxy.upstreamBytes;
+          const before = mode === 'unprivileged' ? await uploads() : [];
           let bg: Background & { save?: (file: string) => Promise<number> };
           if (signal === 'SIGTERM') {
             bg = extcapIntoFifo(
@@ -170,6 +183,7 @@ describe('kill matrix on the emulated cluster', () => {
                 'kubedump.demo.web',
                 '--mode',
                 mode,
+                ...(phase === 'pending' ? ['--helper-timeout', String(PENDING_WAIT_S)] : []),
                 ...(filter ? ['--filter', filter] : []),
                 '--log-level',
                 'debug',
@@ -186,6 +200,7 @@ describe('kill matrix on the emulated cluster', () => {
                 '-n',
                 'demo',
                 ...(mode === 'privileged' ? ['-p'] : []),
+                ...(phase === 'pending' ? ['--helper-timeout', String(PENDING_WAIT_S)] : []),
                 ...(filter ? ['-f', filter] : []),
                 '--log-level',
                 'debug',
@@ -214,7 +229,9 @@ describe('kill matrix on the emulated cluster', () => {
             proxy.throttle(null);
             if (signal === 'SIGKILL') {
               assert.equal(end.signal, 'SIGKILL');
-              killed.helpers.push(...present.map((p) => p.metadata.name));
+              killed.helpers.push(
+                ...present.map((p) => ({ name: p.metadata.name, at: Date.now() })),
+              );
               killed.pids.push(...remotePids(log));
             } else {
               exitTimes.push(ms);
@@ -235,8 +252,9 @@ describe('kill matrix on the emulated cluster', () => {
               if (phase === 'load' && signal !== 'SIGKILL') assert.ok(packets > 0, 'no packets');
             }
             if (mode === 'unprivileged' && signal !== 'SIGKILL') {
-              const ls = await inPod('web', 'ls', '-a', '/tmp');
-              assert.doesNotMatch(ls.stdout, /kubedump/, 'the uploaded tcpdump is still there');
+              // Only this run's: a directory a SIGKILL'd upload left removes itself 10 s later.
+              const left = (await uploads()).filter((d) => !before.includes(d));
+              assert.deepEqual(left, [], 'the uploaded tcpdump is still there');
             }
           } finally {
             if (bg.child.exitCode === null && bg.child.signalCode === null)
@@ -250,15 +268,35 @@ describe('kill matrix on the emulated cluster', () => {
     }
   }
 
-  test('after SIGKILL the next run sweeps every helper pod; no tcpdump is left anywhere', async () => {
+  test('after SIGKILL every running helper ends by itself within 60 s; the next run sweeps them all; no tcpdump is left', async () => {
     cells++;
-    assert.ok(killed.helpers.length > 0, 'the SIGKILL cells left helper pods to sweep');
-    // A dead run's helper is stale once its heartbeat is 20 s old.
-    const beats = helpers().map((p) =>
-      Date.parse(p.metadata.annotations?.['kubedump.io/heartbeat'] ?? ''),
+    assert.ok(killed.helpers.length > 0, 'the SIGKILL cells left helper pods behind');
+    const pod = (name: string) => helpers().find((p) => p.metadata.name === name);
+    const lifetimes: string[] = [];
+    for (const { name, at } of killed.helpers) {
+      const started = pod(name)?.status.containerStatuses?.some((c) => c.containerID);
+      if (!started) continue; // killed while Pending: it never ran, nothing of it runs
+      await until(
+        `helper ${name} to end by itself`,
+        () => ['Succeeded', 'Failed'].includes(pod(name)?.status.phase ?? 'Succeeded'),
+        Math.max(1000, at + HELPER_LIFETIME_AFTER_CLIENT_MS + 5000 - Date.now()),
+      );
+      // The API server's own record of when its container ended.
+      const ended = pod(name)?.status.containerStatuses?.[0]?.state.terminated?.finishedAt;
+      assert.ok(ended, `helper ${name} has no end time`);
+      const after = Date.parse(String(ended)) - at;
+      lifetimes.push(`${name} ${Math.round(after / 1000)} s`);
+      assert.ok(
+        after <= HELPER_LIFETIME_AFTER_CLIENT_MS,
+        `helper ${name} ran ${Math.round(after / 1000)} s after its client was killed`,
+      );
+    }
+    console.log(`# helpers ended by themselves after SIGKILL: ${lifetimes.join(', ')}`);
+    // A helper killed while Pending is abandoned once its run's wait is over.
+    const created = helpers().map((p) => Date.parse(p.metadata.creationTimestamp ?? ''));
+    await sleep(
+      Math.max(0, ...created.map((c) => c + PENDING_WAIT_S * 1000 + 31_000 - Date.now())),
     );
-    const wait = Math.max(0, ...beats.map((b) => b + 21_000 - Date.now()));
-    await sleep(wait);
     const log = join(dir, 'sweep.log');
     const ran = await run(
       [
@@ -274,21 +312,24 @@ describe('kill matrix on the emulated cluster', () => {
     );
     assert.equal(ran.code, 0, ran.stderr);
     const swept = readLog(log)
-      .filter((e) => e.message === 'stale helper pod deleted')
+      .filter((e) => e.message === 'abandoned helper pod deleted')
       .map((e) => String(e.pod).replace(/^demo\//, ''));
-    for (const name of killed.helpers) assert.ok(swept.includes(name), `${name} was not swept`);
+    for (const { name } of killed.helpers) {
+      assert.ok(swept.includes(name) || !pod(name), `${name} was not swept`);
+    }
     await until('no helper pod', () => helpers().length === 0, 10_000);
     await until('no remote tcpdump', () => !killed.pids.some(tcpdumpRuns), 10_000);
-    const ps = await inPod('web', 'ps');
-    assert.doesNotMatch(ps.stdout, /kubedump-tcpdump/, 'a tcpdump still runs in the pod');
-    // A SIGKILL'd unprivileged run leaves its uploaded file: the next
-    // unprivileged run reuses it (checked by sha256) and removes it.
+    // A SIGKILL'd unprivileged run leaves its private upload directory: the
+    // watchdog ended its tcpdump; the next unprivileged run makes its own.
     const next = await run(
       [BUILT, 'capture', 'web', '-n', 'demo', '--max-packets', '1', '-w', join(dir, 'next.pcap')],
       { env: home.env, timeoutMs: 60_000 },
     );
     assert.equal(next.code, 0, next.stderr);
-    const ls = await inPod('web', 'ls', '-a', '/tmp');
-    assert.doesNotMatch(ls.stdout, /kubedump/);
+    await until(
+      'every upload of a killed run to remove itself',
+      async () => (await uploads()).length === 0,
+      15_000,
+    );
   });
 });

@@ -6,8 +6,11 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   HELPER_DEADLINE_SECONDS,
+  HELPER_IDLE_SECONDS,
   HOST_ROOT,
+  helperCommand,
   helperPodSpec,
+  isKubedumpHelper,
 } from '../../src/capture/helper-spec.ts';
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
@@ -195,7 +198,7 @@ describe('the helper pod asks only for what it needs', () => {
     image: 'docker.io/library/busybox:1.36',
     session: 'host/1/abcd',
     target: 'demo/web',
-    now: new Date(0),
+    startTimeoutSeconds: 60,
   });
   const pod = spec.spec;
   const container = pod?.containers[0];
@@ -234,14 +237,15 @@ describe('the helper pod asks only for what it needs', () => {
     assert.ok(container?.resources?.requests);
   });
 
-  test('it dies by itself: deadline, sleep, never restarted, no grace period; labelled for the sweep', () => {
+  test('it dies by itself: idle without its capture, a deadline, never restarted, no grace period', () => {
     assert.equal(pod?.activeDeadlineSeconds, HELPER_DEADLINE_SECONDS);
     assert.ok(HELPER_DEADLINE_SECONDS > 0 && HELPER_DEADLINE_SECONDS <= 24 * 3600);
-    assert.deepEqual(container?.command, ['sleep', String(HELPER_DEADLINE_SECONDS)]);
+    assert.deepEqual(container?.command, helperCommand(HELPER_IDLE_SECONDS));
+    assert.ok(HELPER_IDLE_SECONDS > 0 && HELPER_IDLE_SECONDS <= 50);
     assert.equal(pod?.restartPolicy, 'Never');
     assert.equal(pod?.terminationGracePeriodSeconds, 0);
     assert.equal(spec.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubedump');
-    assert.ok(spec.metadata?.annotations?.['kubedump.io/heartbeat']);
+    assert.ok(isKubedumpHelper(spec), 'recognised as a helper by its whole shape');
   });
 
   test('the pod the real cluster runs carries the same deadline', async () => {

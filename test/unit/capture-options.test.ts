@@ -11,7 +11,7 @@ import {
   parsePidLine,
   tcpdumpArgv,
   tcpdumpFailure,
-  withPidReport,
+  withWatchdog,
 } from '../../src/capture/tcpdump-command.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { renderArgs } from '../../src/extcap/sentences.ts';
@@ -71,11 +71,19 @@ test('bad names are refused before they reach the cluster', () => {
 
 test('the filter stays one argv element after --, behind a constant wrapper', () => {
   const filter = 'port 80; touch /tmp/pwned $(id) `id`';
-  const argv = withPidReport(tcpdumpArgv({ binary: '/tmp/t', iface: 'any', filter, snaplen: 96 }));
+  const argv = withWatchdog(
+    tcpdumpArgv({ binary: '/tmp/t', iface: 'any', filter, snaplen: 96 }),
+    '/tmp/.kubedump-0123456789abcdef/heartbeat-1',
+  );
   assert.deepEqual(argv.slice(0, 2), ['sh', '-c']);
-  assert.match(argv[2] as string, /^echo "kubedump-pid \$\$" >&2\n/);
-  assert.match(argv[2] as string, /\nexec "\$@" <\/dev\/null 3<&-$/);
+  assert.match(argv[2] as string, /^b=\$1; shift\n/);
+  assert.match(
+    argv[2] as string,
+    /\n"\$@" <\/dev\/null 3<&- &\nt=\$!\necho "kubedump-pid \$t" >&2\n/,
+  );
   assert.equal(argv[3], 'sh');
+  assert.equal(argv[4], '/tmp/.kubedump-0123456789abcdef/heartbeat-1');
+  assert.equal(argv[5], '/tmp/t');
   assert.deepEqual(argv.slice(-2), ['--', filter]);
   assert.ok(argv.includes('LINUX_SLL'));
   assert.equal(parsePidLine('kubedump-pid 4242'), 4242);

@@ -2,12 +2,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import {
-  HEARTBEAT_ANNOTATION,
+  abandonedBecause,
   HELPER_DEADLINE_SECONDS,
+  HELPER_IDLE_SECONDS,
+  helperCommand,
   helperName,
   helperPodSpec,
-  isStale,
-  STALE_MS,
+  isKubedumpHelper,
+  PENDING_MARGIN_MS,
 } from '../../src/capture/helper-spec.ts';
 import { creationFailure, startFailure } from '../../src/capture/privileged.ts';
 import { KubedumpError } from '../../src/errors.ts';
@@ -23,7 +25,7 @@ function spec(): V1Pod {
     image: 'registry.local/busybox:1',
     session: 'host/1/abcd',
     target: 'demo/web',
-    now: NOW,
+    startTimeoutSeconds: 60,
   });
 }
 
@@ -33,7 +35,6 @@ test('the helper pod: pinned, hostPID, privileged, bounded, labelled, no token',
   assert.equal(pod.metadata?.namespace, 'tools');
   assert.equal(pod.metadata?.labels?.['app.kubernetes.io/managed-by'], 'kubedump');
   assert.equal(pod.metadata?.annotations?.['kubedump.io/session'], 'host/1/abcd');
-  assert.equal(pod.metadata?.annotations?.[HEARTBEAT_ANNOTATION], NOW.toISOString());
   assert.equal(pod.metadata?.annotations?.['kubedump.io/target'], 'demo/web');
   const s = pod.spec;
   assert.ok(s);
@@ -49,7 +50,7 @@ test('the helper pod: pinned, hostPID, privileged, bounded, labelled, no token',
   assert.ok(c);
   assert.equal(c.image, 'registry.local/busybox:1');
   assert.equal(c.imagePullPolicy, 'IfNotPresent');
-  assert.deepEqual(c.command, ['sleep', String(HELPER_DEADLINE_SECONDS)]);
+  assert.deepEqual(c.command, helperCommand(HELPER_IDLE_SECONDS));
   assert.equal(c.securityContext?.privileged, true);
   assert.ok(c.resources?.requests?.cpu && c.resources.requests.memory);
   assert.ok(c.resources?.limits?.cpu && c.resources.limits.memory);
@@ -66,30 +67,56 @@ test('helper names are DNS labels starting with kubedump-', () => {
   assert.match(helperName('web'), /^kubedump-web-[0-9a-f]{6}$/);
 });
 
-test('stale: an old heartbeat or an ended pod; fresh and foreign pods stay', () => {
-  const now = NOW.getTime();
-  const at = (ms: number) => {
-    const pod = spec();
-    (pod.metadata as { annotations: Record<string, string> }).annotations[HEARTBEAT_ANNOTATION] =
-      new Date(now - ms).toISOString();
-    return pod;
+function aged(ms: number, phase?: string): V1Pod {
+  const pod = spec();
+  (pod.metadata as { creationTimestamp: Date }).creationTimestamp = new Date(NOW.getTime() - ms);
+  if (phase) pod.status = { phase };
+  return pod;
+}
+
+test('a helper is known by its whole shape, not by its label alone', () => {
+  assert.equal(isKubedumpHelper(spec()), true);
+  const labelled: V1Pod = {
+    metadata: {
+      name: 'kubedump-mine',
+      labels: { 'app.kubernetes.io/managed-by': 'kubedump' },
+      annotations: { 'kubedump.io/session': 'x' },
+    },
+    spec: { hostPID: true, containers: [{ name: 'kubedump', command: ['sleep', '28800'] }] },
   };
-  assert.equal(isStale(at(1000), now), false);
-  assert.equal(isStale(at(STALE_MS + 1000), now), true);
-  const ended = at(0);
-  ended.status = { phase: 'Failed' };
-  assert.equal(isStale(ended, now), true);
-  const foreign = at(STALE_MS * 10);
+  assert.equal(isKubedumpHelper(labelled), false, 'a pod a user labelled');
+  const renamed = spec();
+  (renamed.metadata as { name: string }).name = 'web';
+  assert.equal(isKubedumpHelper(renamed), false);
+  const extra = spec();
+  extra.spec?.containers.push({ name: 'app', image: 'x' });
+  assert.equal(isKubedumpHelper(extra), false);
+  const unprivileged = spec();
+  (unprivileged.spec as { hostPID: boolean }).hostPID = false;
+  assert.equal(isKubedumpHelper(unprivileged), false);
+});
+
+test('abandoned: ended, or Pending past any run by the server clock; running is alive', () => {
+  const now = NOW.getTime();
+  assert.equal(abandonedBecause(aged(10 * 3600_000, 'Running'), now), undefined, 'running');
+  assert.match(abandonedBecause(aged(1000, 'Succeeded'), now) ?? '', /ended \(Succeeded\)/);
+  assert.match(abandonedBecause(aged(1000, 'Failed'), now) ?? '', /ended/);
+  const limit = 60_000 + PENDING_MARGIN_MS;
+  assert.equal(abandonedBecause(aged(limit - 1000, 'Pending'), now), undefined, 'its run waits');
+  assert.match(abandonedBecause(aged(limit + 1000, 'Pending'), now) ?? '', /never ran/);
+  const undeclared = aged(limit + 1000, 'Pending');
+  delete undeclared.metadata?.annotations?.['kubedump.io/start-timeout-seconds'];
+  assert.equal(abandonedBecause(undeclared, now), undefined, 'the longest wait counts');
+  const going = aged(1000, 'Succeeded');
+  (going.metadata as { deletionTimestamp: Date }).deletionTimestamp = NOW;
+  assert.equal(abandonedBecause(going, now), undefined, 'already being deleted');
+  const foreign = aged(1000, 'Succeeded');
   (foreign.metadata as { labels: Record<string, string> }).labels['app.kubernetes.io/managed-by'] =
     'someone-else';
-  assert.equal(isStale(foreign, now), false);
-  const noBeat: V1Pod = {
-    metadata: {
-      labels: { 'app.kubernetes.io/managed-by': 'kubedump' },
-      creationTimestamp: new Date(now - STALE_MS * 2),
-    },
-  };
-  assert.equal(isStale(noBeat, now), true, 'falls back to the creation time');
+  assert.equal(abandonedBecause(foreign, now), undefined, 'not ours');
+  // No client clock is read: the same pod with the same server time gets the same verdict.
+  const pending = aged(limit + 1000, 'Pending');
+  assert.equal(abandonedBecause(pending, now), abandonedBecause(pending, now));
 });
 
 test('pod progress: running, image pull, unschedulable, ended', () => {

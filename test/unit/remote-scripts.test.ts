@@ -1,0 +1,278 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { HELPER_MAIN } from '../../src/capture/helper-spec.ts';
+import { STOP_LINE, WATCHDOG_TIMEOUT_S, withWatchdog } from '../../src/capture/tcpdump-command.ts';
+import {
+  extractArgv,
+  isPrivateDir,
+  parseProbe,
+  probeArgv,
+  tarOf,
+} from '../../src/capture/upload.ts';
+
+// The constant sh scripts kubedump runs in pods, run here under the shells
+// real images have: dash (/bin/sh of Debian and Ubuntu images, no `read -t`)
+// and busybox ash.
+
+const CANDIDATES: [string, string[]][] = [
+  ['dash', ['dash']],
+  ['busybox sh', ['busybox', 'sh']],
+];
+const runs = (argv: string[]) =>
+  spawnSync(argv[0] as string, [...argv.slice(1), '-c', 'exit 0']).status === 0;
+const SHELLS = CANDIDATES.filter(([, argv]) => runs(argv));
+
+const dir = mkdtempSync(join(tmpdir(), 'kubedump-scripts-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+// Its name makes its comm "kubedump-tcpdum", as the uploaded tcpdump's is.
+const FAKE_TCPDUMP = join(dir, 'kubedump-tcpdump-test');
+writeFileSync(FAKE_TCPDUMP, '#!/bin/sh\nwhile :; do sleep 1; done\n');
+chmodSync(FAKE_TCPDUMP, 0o755);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function alive(pid: number): boolean {
+  try {
+    const stat = spawnSync('cat', [`/proc/${pid}/stat`]).stdout.toString();
+    return stat !== '' && !/\) Z /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+/** PIDs of live processes whose command line holds `text`. */
+function processesNaming(text: string): number[] {
+  return readdirSync('/proc')
+    .filter((e) => /^\d+$/.test(e) && Number(e) !== process.pid)
+    .filter((e) => {
+      try {
+        return readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(text) && alive(Number(e));
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
+/** Starts the wrapped fake tcpdump under `shell`; resolves with its reported PID. */
+async function wrapped(shell: string[], heartbeat: string) {
+  const [, ...rest] = withWatchdog([FAKE_TCPDUMP], heartbeat);
+  // rest = ['-c', SCRIPT, 'sh', heartbeat, ...argv]
+  const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.on('data', (c) => (stderr += c));
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  for (let i = 0; i < 50 && !/kubedump-pid (\d+)/.test(stderr); i++) await sleep(20);
+  const pid = Number(/kubedump-pid (\d+)/.exec(stderr)?.[1]);
+  assert.ok(pid > 0, `no PID reported: ${stderr}`);
+  return { child, pid, exited };
+}
+
+async function gone(child: ChildProcess, exited: Promise<void>, ms: number): Promise<boolean> {
+  const timer = sleep(ms).then(() => false);
+  const ok = await Promise.race([exited.then(() => true), timer]);
+  if (!ok) child.kill('SIGKILL');
+  return ok;
+}
+
+for (const [name, shell] of SHELLS) {
+  describe(`the tcpdump watchdog under ${name}`, () => {
+    test('the stop line stops tcpdump at once', async () => {
+      const w = await wrapped(shell, join(dir, `hb-stop-${name}`));
+      w.child.stdin?.write('\n');
+      await sleep(300);
+      assert.ok(alive(w.pid), 'runs while kept alive');
+      w.child.stdin?.write(STOP_LINE);
+      assert.ok(await gone(w.child, w.exited, 3000), 'tcpdump still runs after the stop line');
+      await sleep(300);
+      assert.deepEqual(processesNaming(`hb-stop-${name}`), [], 'a watchdog process is left');
+    });
+
+    test('the end of stdin (the connection closed) stops tcpdump and removes the upload', async () => {
+      const upload = mkdtempSync('/tmp/.kubedump-');
+      const privateDir = `/tmp/.kubedump-${Math.random().toString(16).slice(2).padEnd(16, '0').slice(0, 16)}`;
+      renameSync(upload, privateDir);
+      try {
+        const w = await wrapped(shell, `${privateDir}/heartbeat-1`);
+        await sleep(300);
+        assert.ok(existsSync(`${privateDir}/heartbeat-1`));
+        w.child.stdin?.end();
+        assert.ok(await gone(w.child, w.exited, 3000), 'tcpdump still runs after stdin ended');
+        for (let i = 0; i < 20 && existsSync(privateDir); i++) await sleep(100);
+        assert.ok(!existsSync(privateDir), 'the private upload directory is left');
+      } finally {
+        rmSync(privateDir, { recursive: true, force: true });
+      }
+    });
+
+    test(`silence for ${WATCHDOG_TIMEOUT_S} s stops tcpdump; keepalives keep it running`, async () => {
+      const silent = await wrapped(shell, join(dir, `hb-silent-${name}`));
+      const kept = await wrapped(shell, join(dir, `hb-kept-${name}`));
+      const beat = setInterval(() => kept.child.stdin?.write('\n'), 1000);
+      try {
+        assert.ok(
+          await gone(silent.child, silent.exited, (WATCHDOG_TIMEOUT_S + 6) * 1000),
+          'a silent client did not stop tcpdump',
+        );
+        assert.ok(alive(kept.pid), 'a client that beats lost its tcpdump');
+        assert.ok(!existsSync(join(dir, `hb-silent-${name}`)), 'the heartbeat file is removed');
+      } finally {
+        clearInterval(beat);
+        kept.child.stdin?.write(STOP_LINE);
+        assert.ok(await gone(kept.child, kept.exited, 3000));
+      }
+    });
+
+    test('a PID that is no longer our tcpdump is never killed', async () => {
+      // The wrapper's shell runs `sleep` instead of tcpdump: its comm is not ours.
+      const [, ...rest] = withWatchdog(['sleep', '30'], join(dir, `hb-foreign-${name}`));
+      const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      await sleep(300);
+      child.stdin?.write(STOP_LINE);
+      assert.equal(await gone(child, exited, 1500), false, 'a foreign process was killed');
+    });
+  });
+
+  describe(`the helper's main process under ${name}`, () => {
+    test('ends once the heartbeat stops changing, lives while it changes', async () => {
+      const quiet = join(dir, `helper-quiet-${name}`);
+      const beaten = join(dir, `helper-beaten-${name}`);
+      const start = (file: string) => {
+        const child = spawn(
+          shell[0] as string,
+          [...shell.slice(1), '-c', HELPER_MAIN, 'sh', file, '5'],
+          {
+            stdio: 'ignore',
+          },
+        );
+        return { child, exited: new Promise<void>((r) => child.once('exit', () => r())) };
+      };
+      const a = start(quiet);
+      const b = start(beaten);
+      let n = 0;
+      const beat = setInterval(() => writeFileSync(beaten, `${++n}\n`), 1000);
+      try {
+        assert.ok(await gone(a.child, a.exited, 13_000), 'the idle helper did not end');
+        assert.equal(b.child.exitCode, null, 'a helper whose capture beats ended');
+      } finally {
+        clearInterval(beat);
+        b.child.kill('SIGKILL');
+      }
+    });
+  });
+
+  describe(`the upload under ${name}`, () => {
+    const content = Buffer.from('#!/bin/sh\necho uploaded\n');
+    const newDir = () => mkdtempSync(join(dir, 'up-'));
+
+    for (const tar of [true, false]) {
+      test(`${tar ? 'a tar archive' : 'a raw file'} becomes an executable file`, async () => {
+        const d = newDir();
+        const payload = tar ? await tarOf('x', content) : content;
+        const [, ...rest] = extractArgv(payload.length, d, 'x', tar);
+        const out = spawnSync(shell[0] as string, [...shell.slice(1), ...rest], { input: payload });
+        assert.equal(out.status, 0, out.stderr.toString());
+        assert.equal(spawnSync(join(d, 'x')).stdout.toString(), 'uploaded\n');
+        assert.deepEqual(readdirSync(d), ['x'], 'nothing else is left');
+      });
+    }
+
+    test('an upload cut off midway removes itself and its directory', async () => {
+      const d = newDir();
+      const [, ...rest] = extractArgv(1000, d, 'x', false);
+      const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
+        stdio: ['pipe', 'ignore', 'ignore'],
+      });
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      child.stdin?.write(Buffer.alloc(100)); // and then nothing, the stream still open
+      assert.ok(await gone(child, exited, 16_000), 'the upload waits forever');
+      assert.equal(child.exitCode === 0, false);
+      assert.ok(!existsSync(d), 'the partial upload is left');
+    });
+  });
+
+  describe(`the upload probe under ${name}`, () => {
+    const probe = (tag: string, keep: boolean) => {
+      const [, ...rest] = probeArgv(tag, keep);
+      const out = spawnSync(shell[0] as string, [...shell.slice(1), ...rest]);
+      return { stdout: out.stdout.toString(), parsed: parseProbe(out.stdout.toString()) };
+    };
+
+    test('makes a new private directory (0700, ours) under a random name', () => {
+      const tag = Math.random().toString(16).slice(2).padEnd(16, '0').slice(0, 16);
+      const { parsed, stdout } = probe(tag, false);
+      assert.ok(parsed, stdout);
+      assert.equal(parsed.state, 'absent');
+      assert.equal(parsed.dir, `/tmp/.kubedump-${tag}`);
+      try {
+        const st = statSync(parsed.dir);
+        assert.ok(st.isDirectory());
+        assert.equal(st.mode & 0o777, 0o700);
+        assert.equal(st.uid, process.getuid?.());
+        // A second probe with the same tag must not take over what exists.
+        assert.notEqual(probe(tag, false).parsed?.dir, parsed.dir);
+      } finally {
+        rmSync(`/tmp/.kubedump-${tag}`, { recursive: true, force: true });
+      }
+    });
+
+    test('a kept directory is trusted only when it is ours and 0700', () => {
+      const keep = `/tmp/.kubedump-keep-${process.getuid?.()}`;
+      rmSync(keep, { recursive: true, force: true });
+      try {
+        mkdirSync(keep, { mode: 0o777 });
+        chmodSync(keep, 0o777);
+        const { parsed } = probe('0123456789abcdef', true);
+        assert.ok(parsed);
+        assert.notEqual(parsed.dir, keep, 'a world-writable kept directory was trusted');
+        rmSync(parsed.dir, { recursive: true, force: true });
+        chmodSync(keep, 0o700);
+        assert.equal(probe('0123456789abcdef', true).parsed?.dir, keep);
+      } finally {
+        rmSync(keep, { recursive: true, force: true });
+        rmSync('/tmp/.kubedump-0123456789abcdef', { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+test('only directories the probe makes may be used or removed', () => {
+  assert.equal(isPrivateDir('/tmp/.kubedump-0123456789abcdef'), true);
+  assert.equal(isPrivateDir('/.kubedump-0123456789abcdef'), true);
+  assert.equal(isPrivateDir('/tmp/.kubedump-keep-1000'), true);
+  assert.equal(isPrivateDir('/tmp'), false);
+  assert.equal(isPrivateDir('/etc/.kubedump-0123456789abcdef'), false);
+  assert.equal(isPrivateDir('/tmp/.kubedump-0123456789abcdef/..'), false);
+  assert.equal(isPrivateDir('/tmp/x/.kubedump-0123456789abcdef'), false);
+  assert.equal(parseProbe('absent /etc ok x86_64 yes'), undefined);
+  assert.equal(parseProbe('absent /etc x86_64 yes'), undefined);
+});
+
+test('dash and busybox are here to run the scripts under', () => {
+  assert.deepEqual(
+    SHELLS.map(([n]) => n),
+    ['dash', 'busybox sh'],
+    'install dash and busybox (scripts/setup does)',
+  );
+});
