@@ -19,7 +19,7 @@ export type { Pod, PodInput } from './types.ts';
 export { IMAGES, NODES } from './world.ts';
 
 export interface EmulatorOptions {
-  /** Start web, client, distroless and nonroot in namespace demo (default true). */
+  /** Start web, client, distroless, nonroot and debian in namespace demo (default true). */
   demoPods?: boolean;
   /** Unbacked Running pods to add at start (e.g. 5000). */
   bulkPods?: number;

@@ -28,7 +28,7 @@ export interface RealCluster {
 }
 
 /** Demo pods that `scripts/local-k8s up` creates in namespace `demo`. */
-export const DEMO_PODS = ['web', 'client', 'distroless', 'nonroot'] as const;
+export const DEMO_PODS = ['web', 'client', 'distroless', 'nonroot', 'debian'] as const;
 
 /**
  * The real cluster the test runner started. Throws when the suite was not

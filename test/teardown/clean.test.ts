@@ -37,7 +37,7 @@ test('down leaves nothing behind; up and down work again', { timeout: 900_000 },
     kubeconfig: cluster.kubeconfig,
   });
   ok(pods, 'get pods after the second up');
-  assert.equal(pods.stdout.match(/\sRunning\s/g)?.length, 4, pods.stdout);
+  assert.equal(pods.stdout.match(/\sRunning\s/g)?.length, 5, pods.stdout);
 
   ok(await localK8s('down'), 'final down');
   await assertClean('after the final down');
