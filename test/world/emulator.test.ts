@@ -183,6 +183,29 @@ describe('default world against the real kubectl', () => {
     assert.equal(canExec.stdout.trim(), 'yes');
   });
 
+  test('nopatch may create, delete and exec into pods but not patch them', async () => {
+    const ctx = ['--context', 'emu-nopatch'];
+    const can = async (...args: string[]) =>
+      (await kubectl(emu, [...ctx, 'auth', 'can-i', ...args])).stdout.trim();
+    for (const verb of ['get', 'list', 'create', 'delete'])
+      assert.equal(await can(verb, 'pods'), 'yes', verb);
+    for (const verb of ['get', 'create']) {
+      assert.equal(await can(verb, 'pods', '--subresource=exec'), 'yes', `${verb} pods/exec`);
+    }
+    assert.equal(await can('patch', 'pods'), 'no');
+    const patch = await kubectl(emu, [
+      ...ctx,
+      'annotate',
+      'pod',
+      'web',
+      'kubedump.test/heartbeat=1',
+    ]);
+    assert.notEqual(patch.code, 0);
+    assert.match(patch.stderr, /User "nopatch" cannot patch resource "pods"/);
+    const ex = await kubectl(emu, [...ctx, 'exec', 'web', '--', 'true']);
+    assert.equal(ex.code, 0, ex.stderr);
+  });
+
   test('an unknown token gets 401', async () => {
     const r = await kubectl(emu, ['--token', 'nope', 'get', 'pods']);
     assert.match(r.stderr, /Unauthorized/);

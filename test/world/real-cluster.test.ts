@@ -212,4 +212,22 @@ describe('real local cluster', () => {
     assert.notEqual(other.code, 0);
     assert.match(other.stderr, /Forbidden/);
   });
+
+  test('the nopatch context may create, delete and exec into pods but not patch them', async () => {
+    const nopatch: KubectlOptions = { ...admin, context: cluster.nopatchContext };
+    const can = async (...args: string[]) =>
+      (await kubectl(['auth', 'can-i', ...args, '-n', 'demo'], nopatch)).stdout.trim();
+    for (const verb of ['get', 'list', 'create', 'delete']) {
+      assert.equal(await can(verb, 'pods'), 'yes', verb);
+    }
+    for (const verb of ['get', 'create']) {
+      assert.equal(await can(verb, 'pods', '--subresource=exec'), 'yes', `${verb} pods/exec`);
+    }
+    assert.equal(await can('patch', 'pods'), 'no');
+    const patch = await kubectl(['annotate', 'pod', 'web', 'kubedump.test/heartbeat=1'], nopatch);
+    assert.notEqual(patch.code, 0);
+    assert.match(patch.stderr, /User "nopatch" cannot patch resource "pods"/);
+    const exec = await kubectl(['exec', 'web', '--', 'sh', '-c', 'exit 4'], nopatch);
+    assert.equal(exec.code, 4, exec.stderr);
+  });
 });
