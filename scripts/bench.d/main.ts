@@ -54,7 +54,7 @@ try {
   if (only.has('1')) {
     for (const [label, namespaces, pods] of [
       ['50 pods', 'bulk-0', 50],
-      ['5,000 pods', '*', 5004],
+      ['5,000 pods', '*', 5005],
     ] as const) {
       await benchDiscovery({ label, kubeconfig: emulator.kubeconfig, namespaces, pods }, runs);
     }
@@ -64,7 +64,7 @@ try {
       label: 'real cluster',
       kubeconfig: REAL_KUBECONFIG,
       namespaces: 'demo',
-      pods: 4,
+      pods: 5,
     };
     await benchTshark(real, runs);
     const emu = { label: 'emulated', kubeconfig: emulator.kubeconfig, namespaces: 'bulk-0' };

@@ -43,6 +43,57 @@ function networkCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** The permission an API server's 403 message says it refused. */
+export interface RefusedPermission {
+  user: string;
+  verb: string;
+  /** `pods`, `pods/exec`, `nodes`, `deployments.apps` (kubectl's spelling). */
+  resource: string;
+  /** Absent for cluster-scoped requests. */
+  namespace?: string;
+}
+
+// `User "u" cannot get resource "pods/exec" in API group "" in the namespace "demo"`
+// (or `... at the cluster scope`), as every API server words it.
+const REFUSED =
+  /User "([^"]*)" cannot (\S+) resource "([^"]+)" in API group "([^"]*)"(?: in the namespace "([^"]+)")?/;
+
+export function refusedPermission(message: string): RefusedPermission | undefined {
+  const m = REFUSED.exec(message);
+  if (!m) return undefined;
+  const [, user = '', verb = '', resource = '', group = '', namespace] = m;
+  const [plural, sub] = resource.split('/');
+  const named = `${plural}${group ? `.${group}` : ''}${sub ? `/${sub}` : ''}`;
+  return { user, verb, resource: named, ...(namespace ? { namespace } : {}) };
+}
+
+/**
+ * A 403 as one line that names the refused verb and resource. WebSocket exec
+ * is a GET, authorised as `get pods/exec` before Kubernetes 1.30 and as
+ * `create pods/exec` from 1.30 (and over SPDY): the hint names both.
+ */
+export function forbiddenError(what: string, said: string, cause?: unknown): KubedumpError {
+  const refused = refusedPermission(said);
+  if (!refused) {
+    return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${said}`, {
+      hint: 'ask for the RBAC permission named above, or use another context',
+      cause,
+    });
+  }
+  const permission = `${refused.verb} ${refused.resource}`;
+  const where = refused.namespace ? ` in namespace "${refused.namespace}"` : ' (cluster-wide)';
+  const scope = refused.namespace ? ` in namespace ${refused.namespace}` : ' (a ClusterRole)';
+  const ask =
+    refused.resource === 'pods/exec'
+      ? `ask for both "create pods/exec" and "get pods/exec"${scope} (before Kubernetes 1.30 WebSocket exec is authorised as "get pods/exec", from 1.30 as "create pods/exec")`
+      : `ask for the RBAC permission "${permission}"${scope}`;
+  return new KubedumpError(
+    'FORBIDDEN',
+    `${what}: forbidden: User "${refused.user}" may not "${permission}"${where}`,
+    { hint: `${ask}, or use another context`, cause },
+  );
+}
+
 /**
  * Maps an error from an API call to a KubedumpError. `what` names the call,
  * for example `get pod demo/web`.
@@ -77,10 +128,7 @@ export function apiError(error: unknown, what: string): KubedumpError {
         },
       );
     case 403:
-      return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${said}`, {
-        hint: 'ask for the RBAC permission named above, or use another context',
-        cause: error,
-      });
+      return forbiddenError(what, said, error);
     case 404:
       return new KubedumpError('NOT_FOUND', `${what}: not found`, { cause: error });
     case 422:

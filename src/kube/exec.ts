@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { KubedumpError } from '../errors.ts';
-import { parseStatus } from './api-errors.ts';
+import { forbiddenError, parseStatus } from './api-errors.ts';
 
 // pods/exec over WebSocket. One options object in, a session out whose
 // `result` settles when the remote process ends or the socket closes.
@@ -203,11 +203,7 @@ function refusal(code: number, said: string | undefined, options: ExecOptions): 
       },
     );
   }
-  if (code === 403) {
-    return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${detail}`, {
-      hint: 'ask for the RBAC permission "create pods/exec", or use another context',
-    });
-  }
+  if (code === 403) return forbiddenError(what, detail);
   if (code === 404) {
     return new KubedumpError('POD_NOT_FOUND', `pod ${options.namespace}/${options.pod} not found`, {
       hint: 'check the pod name and namespace (kubectl get pods -n NAMESPACE)',

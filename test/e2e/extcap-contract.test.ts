@@ -35,7 +35,7 @@ describe('extcap contract of the built executable', () => {
       assert.ok(
         lines.includes('interface {value=kubedump}{display=Kubernetes pod (choose in options)}'),
       );
-      for (const pod of ['client', 'distroless', 'nonroot', 'web']) {
+      for (const pod of ['client', 'debian', 'distroless', 'nonroot', 'web']) {
         assert.ok(
           lines.some((l) => l.startsWith(`interface {value=kubedump.demo.${pod}}`)),
           pod,
@@ -65,7 +65,7 @@ describe('extcap contract of the built executable', () => {
     const values = [...pods.stdout.matchAll(/^value \{arg=2\}\{value=([^}]+)\}/gm)].map(
       (m) => m[1],
     );
-    assert.deepEqual(values.sort(), ['client', 'distroless', 'nonroot', 'web']);
+    assert.deepEqual(values.sort(), ['client', 'debian', 'distroless', 'nonroot', 'web']);
     const containers = await reload('container', '--namespace', 'demo', '--pod', 'distroless');
     assert.match(
       containers.stdout,

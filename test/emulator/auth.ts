@@ -4,6 +4,7 @@ import type { AccessAttributes } from './status.ts';
 export const TOKENS: Record<string, string> = {
   'kdemu-admin-token': 'admin',
   'kdemu-restricted-token': 'restricted',
+  'kdemu-nopatch-token': 'nopatch',
 };
 
 export function tokenOf(user: string): string {
@@ -27,6 +28,13 @@ const RULES: Record<string, Rule[]> = {
   admin: [{ resources: ['*'], verbs: ['*'] }],
   restricted: [
     { resources: ['pods', 'pods/log'], verbs: ['get', 'list', 'watch'] },
+    { resources: ['pods/exec'], verbs: ['get', 'create'] },
+    { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
+  ],
+  // What a privileged capture needs, and no `patch pods`: a user who cannot
+  // annotate the helper pod kubedump created.
+  nopatch: [
+    { resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { resources: ['pods/exec'], verbs: ['get', 'create'] },
     { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
   ],

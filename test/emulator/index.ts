@@ -19,7 +19,7 @@ export type { Pod, PodInput } from './types.ts';
 export { IMAGES, NODES } from './world.ts';
 
 export interface EmulatorOptions {
-  /** Start web, client, distroless and nonroot in namespace demo (default true). */
+  /** Start web, client, distroless, nonroot and debian in namespace demo (default true). */
   demoPods?: boolean;
   /** Unbacked Running pods to add at start (e.g. 5000). */
   bulkPods?: number;
@@ -58,7 +58,7 @@ export interface Emulator {
   kubeconfigPath: string;
   /** PEM of the CA that signed the server certificate. */
   ca: string;
-  tokens: { admin: string; restricted: string };
+  tokens: { admin: string; restricted: string; nopatch: string };
   slot: number;
   api: EmulatorApi;
   close(): Promise<void>;
@@ -152,7 +152,11 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     url: srv.url,
     kubeconfigPath,
     ca: tls.ca,
-    tokens: { admin: tokenFor('admin'), restricted: tokenFor('restricted') },
+    tokens: {
+      admin: tokenFor('admin'),
+      restricted: tokenFor('restricted'),
+      nopatch: tokenFor('nopatch'),
+    },
     slot: slot.n,
     api,
     close() {

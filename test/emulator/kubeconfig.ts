@@ -1,4 +1,5 @@
-// A kubeconfig for the emulator: one cluster, users `admin` and `restricted`, two contexts.
+// A kubeconfig for the emulator: one cluster, users `admin`, `restricted` and `nopatch`, a
+// context for each (`emu`, `emu-restricted`, `emu-nopatch`).
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { tokenOf } from './auth.ts';
@@ -15,6 +16,7 @@ export async function writeKubeconfig(url: string, ca: string, dir?: string): Pr
     users: [
       { name: 'admin', user: { token: tokenOf('admin') } },
       { name: 'restricted', user: { token: tokenOf('restricted') } },
+      { name: 'nopatch', user: { token: tokenOf('nopatch') } },
     ],
     contexts: [
       { name: 'emu', context: { cluster: 'emu', user: 'admin', namespace: 'demo' } },
@@ -22,6 +24,7 @@ export async function writeKubeconfig(url: string, ca: string, dir?: string): Pr
         name: 'emu-restricted',
         context: { cluster: 'emu', user: 'restricted', namespace: 'demo' },
       },
+      { name: 'emu-nopatch', context: { cluster: 'emu', user: 'nopatch', namespace: 'demo' } },
     ],
     'current-context': 'emu',
     preferences: {},

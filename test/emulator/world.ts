@@ -1,5 +1,5 @@
 // The default world, shaped like the real local cluster's: namespace demo with web, client,
-// distroless and nonroot, on fake nodes that report different runtimes and architectures.
+// distroless, nonroot and debian, on fake nodes that report different runtimes and architectures.
 import type { Cluster, NodeDef } from './cluster.ts';
 import type { Pod, PodInput } from './types.ts';
 
@@ -15,6 +15,8 @@ export const IMAGES = {
   busybox: 'docker.io/library/busybox:1.36',
   distroless: 'localhost/kubedump/distroless:1',
   nonroot: 'localhost/kubedump/nonroot:1',
+  /** Debian bookworm minbase (scripts/images): dash as /bin/sh, no ps. */
+  debian: 'localhost/kubedump/debian:bookworm',
   pause: 'registry.k8s.io/pause:3.10',
 };
 
@@ -51,6 +53,11 @@ export async function demoPods(cluster: Cluster): Promise<void> {
         '-c',
         'mkdir -p /tmp/www && echo nonroot > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www',
       ],
+    }),
+    pod('debian', 'node-a', {
+      name: 'debian',
+      image: IMAGES.debian,
+      command: ['/usr/local/bin/hello-server', '8080'],
     }),
   ].map((p) => cluster.createPod('demo', p));
   await Promise.all(servers.map((p) => cluster.settled(p)));

@@ -5,7 +5,9 @@
 // first and exports KUBEDUMP_REAL_KUBECONFIG=<path of the kubeconfig it wrote>
 // (by default /var/lib/kubedump-k8s/kubeconfig). That kubeconfig has the
 // contexts `local` (admin, namespace `demo`, current) and `local-restricted`
-// (may get/list/watch pods and create pods/exec in `demo`; nothing else).
+// (may get/list/watch pods and create pods/exec in `demo`; nothing else) and
+// `local-nopatch` (what a privileged capture needs in `demo`: get, list, watch,
+// create and delete pods, create and get pods/exec; no `patch pods`).
 
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -25,10 +27,12 @@ export interface RealCluster {
   context: 'local';
   /** The context of the restricted identity (no pod create, no nodes). */
   restrictedContext: 'local-restricted';
+  /** The context of an identity that may create and delete pods but not patch them. */
+  nopatchContext: 'local-nopatch';
 }
 
 /** Demo pods that `scripts/local-k8s up` creates in namespace `demo`. */
-export const DEMO_PODS = ['web', 'client', 'distroless', 'nonroot'] as const;
+export const DEMO_PODS = ['web', 'client', 'distroless', 'nonroot', 'debian'] as const;
 
 /**
  * The real cluster the test runner started. Throws when the suite was not
@@ -48,6 +52,7 @@ export function realCluster(): RealCluster {
     namespace: 'demo',
     context: 'local',
     restrictedContext: 'local-restricted',
+    nopatchContext: 'local-nopatch',
   };
 }
 

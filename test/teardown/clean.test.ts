@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import type { RunResult } from '../support/real-cluster.ts';
-import { kubectl, localK8s, realCluster } from '../support/real-cluster.ts';
+import { kubectl, localK8s, realCluster, run } from '../support/real-cluster.ts';
 
 function ok(r: RunResult, what: string): void {
   assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
@@ -37,8 +37,77 @@ test('down leaves nothing behind; up and down work again', { timeout: 900_000 },
     kubeconfig: cluster.kubeconfig,
   });
   ok(pods, 'get pods after the second up');
-  assert.equal(pods.stdout.match(/\sRunning\s/g)?.length, 4, pods.stdout);
+  assert.equal(pods.stdout.match(/\sRunning\s/g)?.length, 5, pods.stdout);
 
   ok(await localK8s('down'), 'final down');
   await assertClean('after the final down');
 });
+
+// On a new machine /run/netns is no mount point yet. `ip netns add` (the
+// emulated cluster's pods use it) then bind-mounts /run/netns over itself and
+// hides every CNI netns mounted there before, out of reach of `down`.
+
+/** Makes /run/netns a plain directory again, as on a machine that never ran `ip netns add`. */
+async function plainNetnsDir(): Promise<void> {
+  for (let i = 0; i < 10; i++) {
+    if ((await run('mountpoint', ['-q', '/run/netns'])).code !== 0) return;
+    ok(
+      await run('umount', ['/run/netns']),
+      'umount /run/netns (is a network namespace still mounted there?)',
+    );
+  }
+  assert.fail('/run/netns is still a mount point after 10 umounts');
+}
+
+async function ipNetns(...args: string[]): Promise<RunResult> {
+  return run('ip', ['netns', ...args]);
+}
+
+test(
+  'on a new machine, up then ip netns add then down leaves no CNI netns',
+  { timeout: 900_000 },
+  async () => {
+    const name = `kdtest-${process.pid}`;
+    ok(await localK8s('down'), 'down');
+    await plainNetnsDir();
+    try {
+      ok(await localK8s('up'), 'up from a plain /run/netns');
+      ok(await ipNetns('add', name), 'ip netns add');
+      ok(await localK8s('down'), 'down');
+      await assertClean('after up, ip netns add, down');
+    } finally {
+      await ipNetns('del', name);
+      await localK8s('down');
+    }
+  },
+);
+
+test(
+  'down cleans CNI netns hidden under a /run/netns layer and keeps other namespaces',
+  { timeout: 300_000 },
+  async () => {
+    const name = `kdtest-${process.pid}`;
+    const cni = '/run/netns/cni-kdtest';
+    ok(await localK8s('down'), 'down');
+    await plainNetnsDir();
+    try {
+      // What an older up left: a CNI netns mounted on the plain directory, then hidden.
+      ok(await run('mkdir', ['-p', '/run/netns']), 'mkdir');
+      ok(await run('touch', [cni]), 'touch');
+      ok(await run('mount', ['--bind', '/proc/self/ns/net', cni]), 'mount the CNI netns');
+      ok(await ipNetns('add', name), 'ip netns add');
+      const before = await localK8s('check-clean');
+      assert.equal(before.code, 1, `check-clean should see the CNI netns:\n${before.stdout}`);
+      assert.match(before.stdout, /mount: \/run\/netns\/cni-kdtest/);
+
+      ok(await localK8s('down'), 'down of the hidden mounts');
+      await assertClean('after down of the hidden mounts');
+      const exec = await ipNetns('exec', name, 'true');
+      assert.equal(exec.code, 0, `the other netns ${name} did not survive down: ${exec.stderr}`);
+    } finally {
+      await ipNetns('del', name);
+      await run('umount', [cni]);
+      await run('rm', ['-f', cni]);
+    }
+  },
+);

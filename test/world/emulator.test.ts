@@ -60,14 +60,20 @@ describe('default world against the real kubectl', () => {
     assert.equal(JSON.parse(r.stdout).serverVersion.gitVersion, 'v1.31.0');
   });
 
-  test('get pods -n demo lists the four demo pods, Running', async () => {
+  test('get pods -n demo lists the five demo pods, Running', async () => {
     const r = await kubectl(emu, ['get', 'pods', '-n', 'demo', '--no-headers']);
     assert.equal(r.code, 0, r.stderr);
     const rows = r.stdout
       .trim()
       .split('\n')
       .map((l) => l.split(/\s+/));
-    assert.deepEqual(rows.map((c) => c[0]).sort(), ['client', 'distroless', 'nonroot', 'web']);
+    assert.deepEqual(rows.map((c) => c[0]).sort(), [
+      'client',
+      'debian',
+      'distroless',
+      'nonroot',
+      'web',
+    ]);
     for (const c of rows) assert.equal(c[2], 'Running', c.join(' '));
   });
 
@@ -81,6 +87,29 @@ describe('default world against the real kubectl', () => {
     const r = await kubectl(emu, ['exec', '-i', 'web', '--', 'cat'], 'hello over v5\n');
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, 'hello over v5\n');
+  });
+
+  test('debian is a real Debian: dash as /bin/sh, no ps, serving HTTP to the client', async () => {
+    const sh = await kubectl(emu, ['exec', 'debian', '--', 'readlink', '-f', '/bin/sh']);
+    assert.equal(sh.stdout.trim(), '/usr/bin/dash', sh.stderr);
+    const release = await kubectl(emu, ['exec', 'debian', '--', 'cat', '/etc/debian_version']);
+    assert.match(release.stdout, /^12\./, release.stderr);
+    const ps = await kubectl(emu, ['exec', 'debian', '--', 'sh', '-c', 'command -v ps']);
+    assert.notEqual(ps.code, 0, `ps found: ${ps.stdout}`);
+    const ip = await kubectl(emu, ['get', 'pod', 'debian', '-o', 'jsonpath={.status.podIP}']);
+    const get = await kubectl(emu, [
+      'exec',
+      'client',
+      '--',
+      'timeout',
+      '5',
+      'wget',
+      '-q',
+      '-O',
+      '-',
+      `http://${ip.stdout.trim()}:8080/`,
+    ]);
+    assert.equal(get.stdout, 'hello from debian\n', get.stderr);
   });
 
   test('users: root in web, 1000 without capabilities in nonroot', async () => {
@@ -152,6 +181,29 @@ describe('default world against the real kubectl', () => {
       '--subresource=exec',
     ]);
     assert.equal(canExec.stdout.trim(), 'yes');
+  });
+
+  test('nopatch may create, delete and exec into pods but not patch them', async () => {
+    const ctx = ['--context', 'emu-nopatch'];
+    const can = async (...args: string[]) =>
+      (await kubectl(emu, [...ctx, 'auth', 'can-i', ...args])).stdout.trim();
+    for (const verb of ['get', 'list', 'create', 'delete'])
+      assert.equal(await can(verb, 'pods'), 'yes', verb);
+    for (const verb of ['get', 'create']) {
+      assert.equal(await can(verb, 'pods', '--subresource=exec'), 'yes', `${verb} pods/exec`);
+    }
+    assert.equal(await can('patch', 'pods'), 'no');
+    const patch = await kubectl(emu, [
+      ...ctx,
+      'annotate',
+      'pod',
+      'web',
+      'kubedump.test/heartbeat=1',
+    ]);
+    assert.notEqual(patch.code, 0);
+    assert.match(patch.stderr, /User "nopatch" cannot patch resource "pods"/);
+    const ex = await kubectl(emu, [...ctx, 'exec', 'web', '--', 'true']);
+    assert.equal(ex.code, 0, ex.stderr);
   });
 
   test('an unknown token gets 401', async () => {
@@ -354,10 +406,10 @@ describe('5,000 pods, v4-only exec, faults', () => {
       pages++;
       cont = r.body.metadata.continue ?? '';
     } while (cont);
-    assert.equal(total, 5004);
+    assert.equal(total, 5005);
     assert.equal(pages, 11);
     const k = await kubectl(emu, ['get', 'pods', '-A', '--no-headers', '--chunk-size=500']);
-    assert.equal(k.stdout.trim().split('\n').length, 5004);
+    assert.equal(k.stdout.trim().split('\n').length, 5005);
   });
 
   test('selectors: label, spec.nodeName, status.phase, metadata.name', async () => {

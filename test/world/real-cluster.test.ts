@@ -58,7 +58,7 @@ describe('real local cluster', () => {
     assert.match(v.serverVersion?.gitVersion ?? '', /^v1\.20\./);
   });
 
-  test('kubectl get pods shows web, client, distroless and nonroot Running', async () => {
+  test('kubectl get pods shows web, client, distroless, nonroot and debian Running', async () => {
     const table = ok(await kubectl(['get', 'pods', '-n', cluster.namespace], admin), 'get pods');
     for (const name of DEMO_PODS) {
       assert.match(
@@ -120,7 +120,7 @@ describe('real local cluster', () => {
     assert.equal(sum.stdout.trim(), '100000');
   });
 
-  test('from the client pod, web, distroless and nonroot answer HTTP', async () => {
+  test('from the client pod, web, distroless, nonroot and debian answer HTTP', async () => {
     const ip = (name: string): string => {
       const v = pods.get(name)?.status.podIP;
       assert.ok(v, `no IP for ${name}`);
@@ -130,6 +130,7 @@ describe('real local cluster', () => {
       [`http://${ip('web')}/`, 'hello from kubedump busybox'],
       [`http://${ip('distroless')}:8080/`, 'hello from distroless'],
       [`http://${ip('nonroot')}:8080/`, 'hello from kubedump busybox'],
+      [`http://${ip('debian')}:8080/`, 'hello from debian'],
     ];
     for (const [url, body] of targets) {
       const r = await kubectl(
@@ -139,6 +140,29 @@ describe('real local cluster', () => {
       assert.equal(r.code, 0, `${url}: ${r.stderr}`);
       assert.equal(r.stdout.trim(), body, url);
     }
+  });
+
+  test('debian is Debian bookworm minbase: dash as /bin/sh, no ps, no docs', async () => {
+    const sh = ok(
+      await kubectl(['exec', 'debian', '--', 'readlink', '-f', '/bin/sh'], admin),
+      'sh',
+    );
+    assert.equal(sh.trim(), '/usr/bin/dash');
+    const v = ok(await kubectl(['exec', 'debian', '--', 'cat', '/etc/debian_version'], admin), 'v');
+    assert.match(v, /^12\./);
+    const ps = await kubectl(['exec', 'debian', '--', 'sh', '-c', 'command -v ps'], admin);
+    assert.notEqual(ps.code, 0, `ps found: ${ps.stdout}`);
+    // dash has no `read -t`, which busybox ash has.
+    const readT = await kubectl(
+      ['exec', 'debian', '--', 'sh', '-c', 'read -t 1 x </dev/null'],
+      admin,
+    );
+    assert.match(readT.stderr, /Illegal option -t/);
+    const docs = ok(
+      await kubectl(['exec', 'debian', '--', 'sh', '-c', 'ls /usr/share/doc | wc -l'], admin),
+      'ls docs',
+    );
+    assert.equal(docs.trim(), '0');
   });
 
   test('distroless has no shell and no tar; nonroot runs as uid 1000', async () => {
@@ -187,5 +211,23 @@ describe('real local cluster', () => {
     const other = await kubectl(['get', 'pods', '-n', 'default'], restricted);
     assert.notEqual(other.code, 0);
     assert.match(other.stderr, /Forbidden/);
+  });
+
+  test('the nopatch context may create, delete and exec into pods but not patch them', async () => {
+    const nopatch: KubectlOptions = { ...admin, context: cluster.nopatchContext };
+    const can = async (...args: string[]) =>
+      (await kubectl(['auth', 'can-i', ...args, '-n', 'demo'], nopatch)).stdout.trim();
+    for (const verb of ['get', 'list', 'create', 'delete']) {
+      assert.equal(await can(verb, 'pods'), 'yes', verb);
+    }
+    for (const verb of ['get', 'create']) {
+      assert.equal(await can(verb, 'pods', '--subresource=exec'), 'yes', `${verb} pods/exec`);
+    }
+    assert.equal(await can('patch', 'pods'), 'no');
+    const patch = await kubectl(['annotate', 'pod', 'web', 'kubedump.test/heartbeat=1'], nopatch);
+    assert.notEqual(patch.code, 0);
+    assert.match(patch.stderr, /User "nopatch" cannot patch resource "pods"/);
+    const exec = await kubectl(['exec', 'web', '--', 'sh', '-c', 'exit 4'], nopatch);
+    assert.equal(exec.code, 4, exec.stderr);
   });
 });

@@ -35,6 +35,7 @@ const DEFAULTS: Record<string, ImageConfig> = {
     workingDir: '/home/user',
   },
   distroless: { entrypoint: ['/server'], cmd: ['8080'], env: [PATH_ENV], workingDir: '/' },
+  debian: { cmd: ['bash'], env: [PATH_ENV], workingDir: '/' },
   pause: { entrypoint: ['/pause'], env: [PATH_ENV], workingDir: '/' },
 };
 
@@ -55,6 +56,7 @@ export function shortName(image: string): string | undefined {
   if (repo === 'busybox') return 'busybox';
   if (repo === 'localhost/kubedump/distroless') return 'distroless';
   if (repo === 'localhost/kubedump/nonroot') return 'nonroot';
+  if (repo === 'localhost/kubedump/debian') return 'debian';
   if (repo === 'localhost/kubedump/busybox') return 'busybox';
   if (/(^|\/)pause$/.test(repo)) return 'pause';
   return undefined;
@@ -125,6 +127,10 @@ async function buildDevImage(short: string): Promise<string> {
   const busybox = '/usr/bin/busybox';
   if (!(await exists(busybox))) {
     throw new Error('busybox-static is missing: run test/emulator/setup');
+  }
+  if (short === 'debian') {
+    // A real Debian root filesystem has no busybox stand-in.
+    throw new Error(`the Debian image is missing (${IMAGE_ROOT}/debian): run scripts/images build`);
   }
   const tmp = `${DEV_ROOT}/${short}/rootfs.${process.pid}`;
   await rm(tmp, { recursive: true, force: true });

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { apiError, forbiddenError, refusedPermission } from '../../src/kube/api-errors.ts';
+
+// What API servers answer with 403 (kube-apiserver 1.20 and later word it the same way).
+const EXEC_GET =
+  'pods "web" is forbidden: User "system:serviceaccount:demo:kd" cannot get resource "pods/exec" in API group "" in the namespace "demo"';
+const CREATE_PODS =
+  'pods is forbidden: User "u" cannot create resource "pods" in API group "" in the namespace "team-a"';
+const NODES =
+  'nodes "n1" is forbidden: User "u" cannot get resource "nodes" in API group "" at the cluster scope';
+const DEPLOY =
+  'deployments.apps "x" is forbidden: User "u" cannot patch resource "deployments" in API group "apps" in the namespace "demo"';
+
+test('the refused verb and resource are read from the 403 message', () => {
+  assert.deepEqual(refusedPermission(EXEC_GET), {
+    user: 'system:serviceaccount:demo:kd',
+    verb: 'get',
+    resource: 'pods/exec',
+    namespace: 'demo',
+  });
+  assert.deepEqual(refusedPermission(CREATE_PODS), {
+    user: 'u',
+    verb: 'create',
+    resource: 'pods',
+    namespace: 'team-a',
+  });
+  assert.deepEqual(refusedPermission(NODES), { user: 'u', verb: 'get', resource: 'nodes' });
+  assert.equal(refusedPermission(DEPLOY)?.resource, 'deployments.apps');
+  assert.equal(refusedPermission('admission webhook "x" denied the request'), undefined);
+});
+
+test('a forbidden exec names the verb refused and both verbs exec needs', () => {
+  const e = forbiddenError('exec in demo/web', EXEC_GET);
+  assert.equal(e.code, 'FORBIDDEN');
+  assert.equal(
+    e.line,
+    'exec in demo/web: forbidden: User "system:serviceaccount:demo:kd" may not "get pods/exec" in namespace "demo": ' +
+      'ask for both "create pods/exec" and "get pods/exec" in namespace demo (before Kubernetes 1.30 ' +
+      'WebSocket exec is authorised as "get pods/exec", from 1.30 as "create pods/exec"), or use another context',
+  );
+});
+
+test('other refusals name the one permission and where it is needed', () => {
+  const pods = forbiddenError('create pod team-a/h', CREATE_PODS);
+  assert.match(pods.line, /may not "create pods" in namespace "team-a"/);
+  assert.match(pods.line, /ask for the RBAC permission "create pods" in namespace team-a/);
+  const nodes = forbiddenError('get node n1', NODES);
+  assert.match(nodes.line, /may not "get nodes" \(cluster-wide\)/);
+  assert.match(nodes.line, /"get nodes" \(a ClusterRole\)/);
+  // A message in another shape is kept as the server said it.
+  const other = forbiddenError('create pod demo/h', 'denied by policy X');
+  assert.equal(
+    other.line,
+    'create pod demo/h: forbidden: denied by policy X: ask for the RBAC permission named above, or use another context',
+  );
+});
+
+test('apiError turns a 403 from the client into the same line', () => {
+  const e = apiError(
+    { code: 403, body: JSON.stringify({ kind: 'Status', message: CREATE_PODS, code: 403 }) },
+    'create pod team-a/h',
+  );
+  assert.equal(e.code, 'FORBIDDEN');
+  assert.match(e.line, /^create pod team-a\/h: forbidden: User "u" may not "create pods"/);
+  assert.equal(e.line.includes('\n'), false);
+});
