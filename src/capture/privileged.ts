@@ -25,6 +25,7 @@ import type { CaptureMode, ModeContext, Placement } from './mode.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid, type HelperExec } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
+import { netnsGuardPrefix } from './runtimes/netns-guard.ts';
 import { binaryName } from './unprivileged.ts';
 import { probeContainer, uploadExecutable } from './upload.ts';
 
@@ -96,13 +97,21 @@ export const privilegedMode: CaptureMode = {
 
     const exec = { namespace, pod: helper.name, container: HELPER_CONTAINER };
     const [pid, binary] = await Promise.all([
-      findPid(kc, exec, container, bridge, request, log, signal),
+      findPid(kc, {
+        exec,
+        container,
+        bridge,
+        request,
+        hostNetwork: target.hostNetwork,
+        log,
+        signal,
+      }),
       uploadTcpdump(ctx, exec),
     ]);
     return {
       exec,
       binary,
-      prefix: ['nsenter', '-t', String(pid), '-n', '--'],
+      prefix: netnsGuardPrefix(pid, { hostNetwork: target.hostNetwork }),
       // The helper pod and everything in it are deleted on stop.
       where: `helper pod ${namespace}/${helper.name} (node ${target.nodeName}, PID ${pid} of pod ${target.namespace}/${target.pod})`,
     };
