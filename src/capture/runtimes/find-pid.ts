@@ -49,8 +49,8 @@ export interface PidLookup {
   signal: AbortSignal;
 }
 
-export async function findPid(kc: KubeConfig, lookupOf: PidLookup): Promise<number> {
-  const { exec, container, bridge, request, hostNetwork, log, signal } = lookupOf;
+export async function findPid(kc: KubeConfig, options: PidLookup): Promise<number> {
+  const { exec, container, bridge, request, hostNetwork, log, signal } = options;
   const lookup = request.pidLookup ?? 'auto';
   const tried: string[] = [];
   if (lookup !== 'cgroup') {
