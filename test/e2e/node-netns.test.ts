@@ -1,0 +1,190 @@
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { type Emulator, startEmulator } from '../emulator/index.ts';
+import { NESTED_CONTAINER_ANNOTATION } from '../emulator/runtime/kubelet.ts';
+import { IMAGES } from '../emulator/world.ts';
+import { BUILT, run } from '../support/kubedump.ts';
+import { readLog, sleep } from '../support/reliability.ts';
+import { wiresharkHome } from '../support/worlds.ts';
+
+// A privileged capture found by the cgroup scan holds the POD's traffic, never
+// the node's: on a CRI-O node, whose conmon carries the container ID, starts
+// first and runs in the node's network namespace; and for a pod with a nested
+// container below its cgroup (docker-in-docker) that has the lower PID.
+
+/** Sent on the node's loopback during each capture: the pod's namespace never sees it. */
+const NODE_ONLY_PORT = 5999;
+
+const netns = (pid: number) => readlinkSync(`/proc/${pid}/ns/net`);
+
+/** PIDs on this machine whose cgroup file holds `text`. */
+function pidsWithCgroup(text: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cgroup`, 'utf8').includes(text)) pids.push(Number(p));
+    } catch {}
+  }
+  return pids.sort((a, b) => a - b);
+}
+
+describe('privileged capture by cgroup scan: the pod, never the node', () => {
+  let emulator: Emulator;
+  let home: ReturnType<typeof wiresharkHome>;
+  const hostNetns = netns(process.pid);
+
+  before(async () => {
+    emulator = await startEmulator();
+    home = wiresharkHome(emulator.kubeconfigPath);
+    await emulator.api.addPod('demo', {
+      metadata: {
+        name: 'nested',
+        labels: { app: 'nested' },
+        annotations: { [NESTED_CONTAINER_ANNOTATION]: 'true' },
+      },
+      spec: {
+        nodeName: 'node-a',
+        terminationGracePeriodSeconds: 1,
+        containers: [
+          {
+            name: 'nested',
+            image: IMAGES.busybox,
+            command: [
+              'sh',
+              '-c',
+              'mkdir -p /www && echo n > /www/index.html && exec httpd -f -p 80 -h /www',
+            ],
+          },
+        ],
+      },
+    });
+  });
+  after(async () => {
+    if (!emulator) return;
+    await emulator.close();
+    assert.deepEqual(await emulator.checkClean(), [], 'conmon and nested processes left nothing');
+  });
+
+  const cases = [
+    {
+      pod: 'nonroot',
+      port: 8080,
+      what: 'on a cri-o node, whose conmon is older and in the node network',
+      decoy: (id: string, target: number) => {
+        const [conmon] = pidsWithCgroup(`crio-conmon-${id}`);
+        assert.ok(
+          conmon && conmon < target,
+          `conmon ${conmon} starts before the container ${target}`,
+        );
+        assert.equal(netns(conmon), hostNetns, "conmon is in the node's network namespace");
+        return conmon;
+      },
+    },
+    {
+      pod: 'nested',
+      port: 80,
+      what: 'with a nested container of lower PID below its cgroup',
+      decoy: (id: string, target: number) => {
+        const [nested] = pidsWithCgroup(`${id}/docker/`);
+        assert.ok(nested && nested < target, `nested ${nested} has a lower PID than ${target}`);
+        assert.notEqual(netns(nested), netns(target));
+        assert.notEqual(netns(nested), hostNetns);
+        return nested;
+      },
+    },
+  ];
+
+  for (const { pod, port, what, decoy } of cases) {
+    test(`a pod ${what}: its HTTP, none of the node's traffic`, async () => {
+      const target = emulator.api.getPod('demo', pod);
+      const id = target?.status.containerStatuses?.[0]?.containerID?.split('://')[1] ?? '';
+      const ip = target?.status.podIP ?? '';
+      const pid = emulator.api.containerPid('demo', pod);
+      assert.ok(id && ip && pid, JSON.stringify(target?.status.containerStatuses));
+      const other = decoy(id, pid);
+
+      const log = join(home.dir, `${pod}.log`);
+      const out = join(home.dir, `${pod}.pcap`);
+      let capturing = true;
+      const udp = createSocket('udp4');
+      const traffic = (async () => {
+        while (capturing) {
+          udp.send('node only', NODE_ONLY_PORT, '127.0.0.1');
+          await fetch(`http://${ip}:${port}/`, { signal: AbortSignal.timeout(1000) })
+            .then((r) => r.text())
+            .catch(() => {});
+          await sleep(100);
+        }
+      })();
+      const ran = await run(
+        [
+          BUILT,
+          'capture',
+          pod,
+          '-n',
+          'demo',
+          '-p',
+          '--pid-lookup',
+          'cgroup',
+          '-f',
+          `tcp port ${port} or udp port ${NODE_ONLY_PORT}`,
+          '--max-seconds',
+          '4',
+          '--log-level',
+          'debug',
+          '--log-file',
+          log,
+          '-w',
+          out,
+        ],
+        { env: home.env, timeoutMs: 60_000 },
+      ).finally(async () => {
+        capturing = false;
+        await traffic;
+        udp.close();
+      });
+      assert.equal(ran.code, 0, ran.stderr);
+
+      const found = readLog(log).find((e) => e.message === 'target PID found');
+      assert.equal(found?.method, 'cgroup scan');
+      assert.equal(found?.targetPid, pid, `not PID ${other}`);
+      assert.equal(netns(Number(found?.targetPid)), netns(pid), "the PID is in the pod's netns");
+
+      const read = await run(
+        [
+          'tshark',
+          '-r',
+          out,
+          '-T',
+          'fields',
+          '-e',
+          'ip.dst',
+          '-e',
+          'udp.dstport',
+          '-e',
+          'http.request.method',
+        ],
+        { env: home.env },
+      );
+      assert.equal(read.code, 0, read.stderr);
+      const rows = read.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t'));
+      assert.ok(
+        rows.some(([dst, , method]) => dst === ip && method === 'GET'),
+        `no HTTP GET to ${ip} in ${rows.length} packets`,
+      );
+      assert.deepEqual(
+        rows.filter(([, udpPort]) => udpPort === String(NODE_ONLY_PORT)),
+        [],
+        "the node's own traffic is in the capture",
+      );
+      console.log(`# ${pod}: ${rows.length} packets, PID ${pid} (refused ${other})`);
+    });
+  }
+});
