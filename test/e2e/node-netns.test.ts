@@ -18,7 +18,13 @@ import { wiresharkHome } from '../support/worlds.ts';
 /** Sent on the node's loopback during each capture: the pod's namespace never sees it. */
 const NODE_ONLY_PORT = 5999;
 
-const netns = (pid: number) => readlinkSync(`/proc/${pid}/ns/net`);
+function netns(pid: number): string {
+  try {
+    return readlinkSync(`/proc/${pid}/ns/net`);
+  } catch {
+    return `(no network namespace for PID ${pid})`;
+  }
+}
 
 /** PIDs on this machine whose cgroup file holds `text`. */
 function pidsWithCgroup(text: string): number[] {
@@ -151,9 +157,6 @@ describe('privileged capture by cgroup scan: the pod, never the node', () => {
 
       const found = readLog(log).find((e) => e.message === 'target PID found');
       assert.equal(found?.method, 'cgroup scan');
-      assert.equal(found?.targetPid, pid, `not PID ${other}`);
-      assert.equal(netns(Number(found?.targetPid)), netns(pid), "the PID is in the pod's netns");
-
       const read = await run(
         [
           'tshark',
@@ -175,15 +178,17 @@ describe('privileged capture by cgroup scan: the pod, never the node', () => {
         .split('\n')
         .filter(Boolean)
         .map((l) => l.split('\t'));
-      assert.ok(
-        rows.some(([dst, , method]) => dst === ip && method === 'GET'),
-        `no HTTP GET to ${ip} in ${rows.length} packets`,
-      );
-      assert.deepEqual(
-        rows.filter(([, udpPort]) => udpPort === String(NODE_ONLY_PORT)),
-        [],
-        "the node's own traffic is in the capture",
-      );
+      // Every check at once, so a failure shows all that went wrong.
+      const problems: string[] = [];
+      const targetPid = Number(found?.targetPid);
+      if (targetPid !== pid) problems.push(`target PID ${targetPid}, not the container's ${pid}`);
+      if (netns(targetPid) !== netns(pid))
+        problems.push(`PID ${targetPid} is not in the pod's netns`);
+      if (!rows.some(([dst, , method]) => dst === ip && method === 'GET'))
+        problems.push(`no HTTP GET to ${ip} in ${rows.length} packets`);
+      const nodeOnly = rows.filter(([, udpPort]) => udpPort === String(NODE_ONLY_PORT)).length;
+      if (nodeOnly) problems.push(`${nodeOnly} packets of the node's own traffic`);
+      assert.deepEqual(problems, []);
       console.log(`# ${pod}: ${rows.length} packets, PID ${pid} (refused ${other})`);
     });
   }
