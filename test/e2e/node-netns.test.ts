@@ -104,6 +104,81 @@ describe('privileged capture by cgroup scan: the pod, never the node', () => {
     },
   ];
 
+  /** A privileged cgroup-scan capture of `pod` while HTTP goes to it and UDP to the node's loopback. */
+  async function captureWithTraffic(pod: string, port: number) {
+    const ip = emulator.api.getPod('demo', pod)?.status.podIP ?? '';
+    const log = join(home.dir, `${pod}.log`);
+    const out = join(home.dir, `${pod}.pcap`);
+    let capturing = true;
+    const udp = createSocket('udp4');
+    const traffic = (async () => {
+      while (capturing) {
+        udp.send('node only', NODE_ONLY_PORT, '127.0.0.1');
+        await fetch(`http://${ip}:${port}/`, { signal: AbortSignal.timeout(1000) })
+          .then((r) => r.text())
+          .catch(() => {});
+        await sleep(100);
+      }
+    })();
+    const ran = await run(
+      [
+        BUILT,
+        'capture',
+        pod,
+        '-n',
+        'demo',
+        '-p',
+        '--pid-lookup',
+        'cgroup',
+        '-f',
+        `tcp port ${port} or udp port ${NODE_ONLY_PORT}`,
+        '--max-seconds',
+        '4',
+        '--log-level',
+        'debug',
+        '--log-file',
+        log,
+        '-w',
+        out,
+      ],
+      { env: home.env, timeoutMs: 60_000 },
+    ).finally(async () => {
+      capturing = false;
+      await traffic;
+      udp.close();
+    });
+    assert.equal(ran.code, 0, ran.stderr);
+    const found = readLog(log).find((e) => e.message === 'target PID found');
+    assert.equal(found?.method, 'cgroup scan');
+    const read = await run(
+      [
+        'tshark',
+        '-r',
+        out,
+        '-T',
+        'fields',
+        '-e',
+        'ip.dst',
+        '-e',
+        'udp.dstport',
+        '-e',
+        'http.request.method',
+      ],
+      { env: home.env },
+    );
+    assert.equal(read.code, 0, read.stderr);
+    const rows = read.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t'));
+    return {
+      targetPid: Number(found?.targetPid),
+      httpTo: (dst: string) => rows.some(([d, , method]) => d === dst && method === 'GET'),
+      nodeOnly: rows.filter(([, udpPort]) => udpPort === String(NODE_ONLY_PORT)).length,
+      packets: rows.length,
+    };
+  }
+
   for (const { pod, port, what, decoy } of cases) {
     test(`a pod ${what}: its HTTP, none of the node's traffic`, async () => {
       const target = emulator.api.getPod('demo', pod);
@@ -113,83 +188,39 @@ describe('privileged capture by cgroup scan: the pod, never the node', () => {
       assert.ok(id && ip && pid, JSON.stringify(target?.status.containerStatuses));
       const other = decoy(id, pid);
 
-      const log = join(home.dir, `${pod}.log`);
-      const out = join(home.dir, `${pod}.pcap`);
-      let capturing = true;
-      const udp = createSocket('udp4');
-      const traffic = (async () => {
-        while (capturing) {
-          udp.send('node only', NODE_ONLY_PORT, '127.0.0.1');
-          await fetch(`http://${ip}:${port}/`, { signal: AbortSignal.timeout(1000) })
-            .then((r) => r.text())
-            .catch(() => {});
-          await sleep(100);
-        }
-      })();
-      const ran = await run(
-        [
-          BUILT,
-          'capture',
-          pod,
-          '-n',
-          'demo',
-          '-p',
-          '--pid-lookup',
-          'cgroup',
-          '-f',
-          `tcp port ${port} or udp port ${NODE_ONLY_PORT}`,
-          '--max-seconds',
-          '4',
-          '--log-level',
-          'debug',
-          '--log-file',
-          log,
-          '-w',
-          out,
-        ],
-        { env: home.env, timeoutMs: 60_000 },
-      ).finally(async () => {
-        capturing = false;
-        await traffic;
-        udp.close();
-      });
-      assert.equal(ran.code, 0, ran.stderr);
-
-      const found = readLog(log).find((e) => e.message === 'target PID found');
-      assert.equal(found?.method, 'cgroup scan');
-      const read = await run(
-        [
-          'tshark',
-          '-r',
-          out,
-          '-T',
-          'fields',
-          '-e',
-          'ip.dst',
-          '-e',
-          'udp.dstport',
-          '-e',
-          'http.request.method',
-        ],
-        { env: home.env },
-      );
-      assert.equal(read.code, 0, read.stderr);
-      const rows = read.stdout
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => l.split('\t'));
+      const got = await captureWithTraffic(pod, port);
       // Every check at once, so a failure shows all that went wrong.
       const problems: string[] = [];
-      const targetPid = Number(found?.targetPid);
-      if (targetPid !== pid) problems.push(`target PID ${targetPid}, not the container's ${pid}`);
-      if (netns(targetPid) !== netns(pid))
-        problems.push(`PID ${targetPid} is not in the pod's netns`);
-      if (!rows.some(([dst, , method]) => dst === ip && method === 'GET'))
-        problems.push(`no HTTP GET to ${ip} in ${rows.length} packets`);
-      const nodeOnly = rows.filter(([, udpPort]) => udpPort === String(NODE_ONLY_PORT)).length;
-      if (nodeOnly) problems.push(`${nodeOnly} packets of the node's own traffic`);
+      if (got.targetPid !== pid)
+        problems.push(`target PID ${got.targetPid}, not the container's ${pid}`);
+      if (netns(got.targetPid) !== netns(pid))
+        problems.push(`PID ${got.targetPid} is not in the pod's netns`);
+      if (!got.httpTo(ip)) problems.push(`no HTTP GET to ${ip} in ${got.packets} packets`);
+      if (got.nodeOnly) problems.push(`${got.nodeOnly} packets of the node's own traffic`);
       assert.deepEqual(problems, []);
-      console.log(`# ${pod}: ${rows.length} packets, PID ${pid} (refused ${other})`);
+      console.log(`# ${pod}: ${got.packets} packets, PID ${pid} (refused ${other})`);
     });
   }
+
+  test("a hostNetwork pod: its process in the node's network is accepted, conmon still is not", async () => {
+    const pod = await emulator.api.addPod('demo', {
+      metadata: { name: 'hostnet', labels: { app: 'hostnet' } },
+      spec: {
+        nodeName: 'node-d',
+        hostNetwork: true,
+        terminationGracePeriodSeconds: 1,
+        containers: [{ name: 'hostnet', image: IMAGES.busybox, command: ['sleep', '3600'] }],
+      },
+    });
+    try {
+      const pid = emulator.api.containerPid('demo', 'hostnet');
+      assert.ok(pid, JSON.stringify(pod.status.containerStatuses));
+      assert.equal(netns(pid), hostNetns);
+      const got = await captureWithTraffic('hostnet', 80);
+      assert.equal(got.targetPid, pid);
+      assert.ok(got.nodeOnly > 0, "the node's traffic is the pod's here");
+    } finally {
+      await emulator.api.removePod('demo', 'hostnet');
+    }
+  });
 });
