@@ -23,6 +23,7 @@ import type { CaptureMode, ModeContext, Placement } from './mode.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
+import { netnsGuardPrefix } from './runtimes/netns-guard.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)
@@ -93,14 +94,22 @@ export const privilegedMode: CaptureMode = {
     const exec = { namespace, pod: helper.name, container: HELPER_CONTAINER };
     // The helper is deleted on stop, and its files with it.
     const [pid, uploaded] = await Promise.all([
-      findPid(kc, exec, container, bridge, request, log, signal),
+      findPid(kc, {
+        exec,
+        container,
+        bridge,
+        request,
+        hostNetwork: target.hostNetwork,
+        log,
+        signal,
+      }),
       ensureTcpdump(ctx, exec, { keep: false, remove: false }),
       sweeping,
     ]);
     return {
       exec,
       binary: uploaded.binary,
-      prefix: ['nsenter', '-t', String(pid), '-n', '--'],
+      prefix: netnsGuardPrefix(pid, { hostNetwork: target.hostNetwork }),
       // The helper's main process beats with the capture's watchdog.
       heartbeat: HELPER_HEARTBEAT,
       // Deleting the helper ends everything in it: the first thing a stop does.

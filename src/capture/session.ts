@@ -10,6 +10,7 @@ import { PcapFramer } from '../pcap/framer.ts';
 import type { ModeContext, Placement, TargetContainer } from './mode.ts';
 import { CAPTURE_MODES } from './modes.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
+import { hostNetnsRefusal } from './runtimes/netns-guard.ts';
 import {
   isTcpdumpChatter,
   KEEPALIVE_MS,
@@ -214,6 +215,9 @@ async function capture(
     if (!stopping.signal.aborted) {
       // The remote side ended by itself: that is an error unless it said nothing.
       if (result.exitCode !== 0 || framer.header === undefined) {
+        // A capture labelled as the pod never holds the node's traffic.
+        const refused = hostNetnsRefusal(result.stderr, placement.where);
+        if (refused) throw refused;
         // Say what really happened: the pod went away, or the connection did.
         const gone = await podDeleted(kc, placement.exec);
         if (gone) {

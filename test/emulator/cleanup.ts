@@ -135,7 +135,10 @@ export async function sweepSlot(n: number, extraCgroups: Iterable<string> = []):
   for (const m of (await mounts(n)).sort().reverse()) await command('umount', ['-l', m]);
   for (const ns of await netnsList(n)) await command('ip', ['netns', 'del', ns]);
   for (const l of (await links(n)).sort().reverse()) await command('ip', ['link', 'del', l]);
-  const cgroups = [...(await recordedCgroups(n)), ...extraCgroups];
+  // Deepest first: a nested container's cgroup lives inside its container's.
+  const cgroups = [...new Set([...(await recordedCgroups(n)), ...extraCgroups])].sort(
+    (a, b) => b.split('/').length - a.split('/').length,
+  );
   const ctrls = await ls('/sys/fs/cgroup');
   for (const p of cgroups) {
     for (const c of ctrls) await rmdir(`/sys/fs/cgroup/${c}${p}`).catch(() => {});

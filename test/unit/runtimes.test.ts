@@ -3,20 +3,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseCrictlInspect } from '../../src/capture/runtimes/bridge.ts';
-import { CGROUP_SCAN, cgroupScanArgv } from '../../src/capture/runtimes/cgroup-scan.ts';
 import { containerdBridge, parseCtrTaskList } from '../../src/capture/runtimes/containerd.ts';
 import { crioBridge } from '../../src/capture/runtimes/crio.ts';
 import { dockerBridge, parseDockerInspect } from '../../src/capture/runtimes/docker.ts';
 import { parseSurvey } from '../../src/capture/runtimes/find-pid.ts';
-import {
-  BRIDGES,
-  bridgeFor,
-  parseCgroupScan,
-  parseContainerId,
-} from '../../src/capture/runtimes/index.ts';
+import { BRIDGES, bridgeFor, parseContainerId } from '../../src/capture/runtimes/index.ts';
 import { KubedumpError } from '../../src/errors.ts';
 
-// Fixtures: ctr-task-ls.txt, cgroup-scan.txt, proc-cgroup-v1.txt and
+// Fixtures: ctr-task-ls.txt, proc-cgroup-v1.txt and
 // web-container-id.txt were recorded on the real local cluster (containerd
 // 1.6); the crictl and docker answers are written in the shape those tools
 // print (neither crictl nor dockerd runs on this machine).
@@ -130,16 +124,6 @@ test('bridge argv: arrays with the socket and ID as separate elements, no shell'
   assert.ok(containerdBridge.sockets.includes('/run/k3s/containerd/containerd.sock'));
   assert.ok(containerdBridge.sockets.includes('/var/snap/microk8s/common/run/containerd.sock'));
   assert.ok(containerdBridge.sockets.includes('/run/k0s/containerd.sock'));
-});
-
-test('cgroup scan: the recorded cgroup holds the ID; the lowest PID wins', () => {
-  assert.ok(fixture('proc-cgroup-v1.txt').includes(WEB_ID));
-  assert.equal(parseCgroupScan(fixture('cgroup-scan.txt')), 22729);
-  assert.equal(parseCgroupScan(fixture('cgroup-scan-several.txt')), 917);
-  assert.equal(parseCgroupScan(''), undefined);
-  assert.equal(parseCgroupScan('/proc/1/cgroup\n/proc/self/cgroup\n'), undefined);
-  assert.deepEqual(cgroupScanArgv(WEB_ID), ['sh', '-c', CGROUP_SCAN, 'sh', WEB_ID]);
-  assert.doesNotMatch(CGROUP_SCAN, /[0-9a-f]{64}/, 'the script is constant');
 });
 
 test('the socket and client survey is parsed line by line', () => {

@@ -39,6 +39,11 @@ export interface RuntimeBridge {
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{5,127}$/;
 
+/** What a runtime may call a container: safe as one argv word, never an option. */
+export function isContainerId(id: string): boolean {
+  return ID.test(id);
+}
+
 /** Splits `containerd://<hex>`; anything not `<runtime>://<id>` is a clear error. */
 export function parseContainerId(containerId: string | undefined, what: string): ContainerRef {
   const match = /^([a-z0-9-]+):\/\/(.+)$/.exec(containerId ?? '');

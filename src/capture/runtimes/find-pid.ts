@@ -38,15 +38,19 @@ export function parseSurvey(output: string): { sockets: string[]; tools: Map<str
   return { sockets, tools };
 }
 
-export async function findPid(
-  kc: KubeConfig,
-  exec: HelperExec,
-  container: ContainerRef,
-  bridge: RuntimeBridge,
-  request: CaptureRequest,
-  log: Logger,
-  signal: AbortSignal,
-): Promise<number> {
+export interface PidLookup {
+  exec: HelperExec;
+  container: ContainerRef;
+  bridge: RuntimeBridge;
+  request: CaptureRequest;
+  /** The pod uses the node's network: a PID in the node's network namespace is then right. */
+  hostNetwork: boolean;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+export async function findPid(kc: KubeConfig, options: PidLookup): Promise<number> {
+  const { exec, container, bridge, request, hostNetwork, log, signal } = options;
   const lookup = request.pidLookup ?? 'auto';
   const tried: string[] = [];
   if (lookup !== 'cgroup') {
@@ -87,13 +91,22 @@ export async function findPid(
     }
   }
   if (lookup !== 'runtime') {
-    const scan = await execCollect(kc, { ...exec, command: cgroupScanArgv(container.id), signal });
-    const pid = parseCgroupScan(scan.stdout.toString('utf8'));
-    if (pid !== undefined) {
-      log.info('target PID found', { targetPid: pid, method: 'cgroup scan', tried });
-      return pid;
+    const scan = await execCollect(kc, {
+      ...exec,
+      command: cgroupScanArgv(container.id, { hostNetwork }),
+      signal,
+    });
+    const found = parseCgroupScan(scan.stdout.toString('utf8'), container.id);
+    if (found.pid !== undefined) {
+      log.info('target PID found', {
+        targetPid: found.pid,
+        method: 'cgroup scan',
+        tried,
+        ...(found.refused.length ? { refused: found.refused } : {}),
+      });
+      return found.pid;
     }
-    tried.push('no process on the node has the container ID in its cgroup');
+    tried.push(found.reason);
   }
   throw new KubedumpError(
     'PID_NOT_FOUND',

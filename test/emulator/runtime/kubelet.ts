@@ -11,6 +11,21 @@ import { createPodNetwork, deletePodNetwork, PREFIX, type Slot } from './host.ts
 import { type Image, resolveImage } from './images.ts';
 import { capabilities, cgroupsPath, ociConfig, type ProcessSpec, processSpec } from './oci.ts';
 import { deleteContainer, execProcess, killContainer, type Running, runContainer } from './runc.ts';
+import {
+  joinCgroup,
+  removeCgroups,
+  type SideProcess,
+  startSideProcess,
+  stopSideProcess,
+} from './side-process.ts';
+
+/**
+ * On a pod, starts a process nested in each container (docker-in-docker): a
+ * cgroup below the container's, its own network namespace, the container's
+ * root. It starts BEFORE the container, so its PID is the lower one, as
+ * after a PID wraparound on a busy node; the image needs `sleep`.
+ */
+export const NESTED_CONTAINER_ANNOTATION = 'emulator.kubedump.test/nested-container';
 
 export interface BackedContainer {
   name: string;
@@ -18,10 +33,16 @@ export interface BackedContainer {
   runtimeId: string;
   bundle: string;
   rootfs: string;
+  /** The cgroup path handed to runc. */
+  cgroup: string;
   process: ProcessSpec;
   running?: Running;
   exitCode?: number;
   execs: Set<ChildProcess>;
+  /** CRI-O's conmon: outlives the container, ends after it. */
+  monitor?: SideProcess;
+  /** A container nested in this one. */
+  nested?: SideProcess;
 }
 
 interface BackedPod {
@@ -241,6 +262,7 @@ export class Kubelet {
       runtimeId: id,
       bundle,
       rootfs,
+      cgroup: cgroupsPath(rt, id),
       process: { args: [], env: [], cwd: '/', uid: 0, gid: 0, caps: [] },
       execs: new Set(),
     };
@@ -274,10 +296,22 @@ export class Kubelet {
       `${rootfs}/etc/hosts`,
       `127.0.0.1\tlocalhost\n${bp.ip}\t${pod.metadata.name}\n`,
     );
-    const cg = cgroupsPath(rt, id);
-    this.cgroupPaths.add(cg);
-    // Recorded on disk too, so a sweep after a crash finds cgroups that carry no emulator name.
-    await appendFile(`${this.slot.dir}/cgroups`, `${cg}\n`);
+    const cg = bc.cgroup;
+    await this.recordCgroups([cg]);
+    if (rt === 'cri-o') {
+      // conmon is started first and stays in the node's network namespace.
+      bc.monitor = await startSideProcess({
+        argv: ['sleep', 'infinity'],
+        argv0: `${bp.dir}/conmon-${c.name}`,
+      });
+      await joinCgroup(bc.monitor, `/crio-conmon-${id}`, '', (paths) => this.recordCgroups(paths));
+    }
+    // Started now for the lower PID; it joins its cgroup once runc made the container's.
+    if (pod.metadata.annotations?.[NESTED_CONTAINER_ANNOTATION] === 'true') {
+      bc.nested = await startSideProcess({
+        argv: ['unshare', '--net', 'chroot', rootfs, 'sleep', '1000000'],
+      });
+    }
     const config = ociConfig({
       process: bc.process,
       rootfs,
@@ -289,7 +323,18 @@ export class Kubelet {
     });
     await writeFile(`${bundle}/config.json`, JSON.stringify(config));
     bc.running = await runContainer(this.runcRoot, bundle, bc.runcId, `${bp.dir}/${c.name}.log`);
+    if (bc.nested) {
+      await joinCgroup(bc.nested, `${cg}/docker/${runtimeId()}`, cg, (paths) =>
+        this.recordCgroups(paths),
+      );
+    }
     void bc.running.exited.then((code) => this.containerExited(pod, bp, bc, code));
+  }
+
+  /** Every cgroup path made for a container, in memory and on disk (a sweep after a crash reads it). */
+  private async recordCgroups(paths: string[]): Promise<void> {
+    for (const p of paths) this.cgroupPaths.add(p);
+    await appendFile(`${this.slot.dir}/cgroups`, paths.map((p) => `${p}\n`).join(''));
   }
 
   private containerExited(pod: Pod, bp: BackedPod, bc: BackedContainer, code: number): void {
@@ -370,7 +415,11 @@ export class Kubelet {
           await Promise.race([c.running.exited, new Promise((r) => setTimeout(r, 5000))]);
         }
         for (const e of c.execs) e.kill('SIGKILL');
+        if (c.nested) await stopSideProcess(c.nested);
         await deleteContainer(this.runcRoot, c.runcId);
+        // The nested cgroup made the container's in hierarchies runc does not use.
+        if (c.nested) await removeCgroups([c.cgroup]);
+        if (c.monitor) await stopSideProcess(c.monitor);
         await command('umount', [c.rootfs]);
       }),
     );
