@@ -278,25 +278,18 @@ cat "${join(dir, 'credential.json')}"
       }),
       { mode: 0o600 },
     );
+    // Written here: kubectl would store the command relative to the kubeconfig's folder.
+    const config = JSON.parse(real.exportConfig());
+    const user = config.users.find((u: { name: string }) => u.name === real.getCurrentUser()?.name);
+    user.user = {
+      exec: {
+        apiVersion: 'client.authentication.k8s.io/v1',
+        command: plugin,
+        interactiveMode: 'Never',
+      },
+    };
     const kubeconfig = join(dir, 'kubeconfig');
-    writeFileSync(kubeconfig, readFileSync(realCluster().kubeconfig), { mode: 0o600 });
-    const set = await kubectl(
-      [
-        'config',
-        'set-credentials',
-        real.getCurrentUser()?.name as string,
-        '--token=',
-        `--exec-command=${plugin}`,
-        '--exec-api-version=client.authentication.k8s.io/v1',
-        '--exec-interactive-mode=Never',
-      ],
-      { kubeconfig },
-    );
-    assert.equal(set.code, 0, set.stderr);
-    const unset = await kubectl(['config', 'unset', `users.${real.getCurrentUser()?.name}.token`], {
-      kubeconfig,
-    });
-    assert.equal(unset.code, 0, unset.stderr);
+    writeFileSync(kubeconfig, JSON.stringify(config), { mode: 0o600 });
     const env = homeEnv(dir, kubeconfig);
 
     const first = await interfaces(env);
@@ -347,22 +340,33 @@ describe("config.json's cluster is the one Wireshark captures from", () => {
       );
       // A pod that exists only in the real cluster, named by a label the emulator lacks.
       const realOnly = `kubedump-selection-${process.pid}`;
-      const made = await kubectl(
-        [
-          'run',
-          realOnly,
-          '-n',
-          'demo',
-          '--image=docker.io/library/busybox:1.36',
-          '--image-pull-policy=IfNotPresent',
-          '--restart=Never',
-          '--',
-          'sh',
-          '-c',
-          'while true; do ping -c 1 127.0.0.1; sleep 0.2; done',
-        ],
+      // The real cluster has no scheduler: the pod names its node, the web pod's.
+      const node = await kubectl(
+        ['get', 'pod', 'web', '-n', 'demo', '-o', 'jsonpath={.spec.nodeName}'],
         { kubeconfig: realCluster().kubeconfig },
       );
+      assert.equal(node.code, 0, node.stderr);
+      const spec = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: realOnly, namespace: 'demo' },
+        spec: {
+          nodeName: node.stdout.trim(),
+          terminationGracePeriodSeconds: 0,
+          containers: [
+            {
+              name: 'pinger',
+              image: 'docker.io/library/busybox:1.36',
+              imagePullPolicy: 'IfNotPresent',
+              command: ['sh', '-c', 'while true; do ping -c 1 127.0.0.1; sleep 0.2; done'],
+            },
+          ],
+        },
+      };
+      const made = await kubectl(['create', '-f', '-'], {
+        kubeconfig: realCluster().kubeconfig,
+        input: JSON.stringify(spec),
+      });
       assert.equal(made.code, 0, made.stderr);
       try {
         const ready = await kubectl(
