@@ -24,6 +24,7 @@ const STDERR_KEEP = 64 * 1024;
 // minutes (TCP retransmissions): ping, and give up after this much silence.
 export const PING_MS = 5000;
 export const SILENCE_MS = 15_000;
+const LIVE_WRITE = 16 * 1024;
 const STDIN_FRAME = 64 * 1024;
 
 export interface ExecOptions {
@@ -56,6 +57,8 @@ export class ExecSession {
   readonly stdout: Readable;
   readonly result: Promise<ExecResult>;
   readonly #ws: WebSocket;
+  /** When the server last gave a sign of life. */
+  #heard = Date.now();
 
   constructor(ws: WebSocket, options: ExecOptions) {
     this.#ws = ws;
@@ -63,11 +66,10 @@ export class ExecSession {
     let stderr = Buffer.alloc(0);
     let exitCode: number | null = null;
     let message: string | undefined;
-    let heard = Date.now();
     const stdout = new Readable({ read: () => ws.isPaused && ws.resume() });
     this.stdout = stdout;
     ws.on('message', (data: Buffer) => {
-      heard = Date.now();
+      this.#heard = Date.now();
       const channel = data[0];
       const payload = data.subarray(1);
       if (channel === STDOUT) {
@@ -81,13 +83,13 @@ export class ExecSession {
       }
     });
     const alive = () => {
-      heard = Date.now();
+      this.#heard = Date.now();
     };
     ws.on('pong', alive);
     const pinger = setInterval(() => {
       // Paused by backpressure, the socket is not read: its silence is ours.
       if (ws.isPaused) return alive();
-      if (Date.now() - heard > (options.silenceMs ?? SILENCE_MS)) {
+      if (Date.now() - this.#heard > (options.silenceMs ?? SILENCE_MS)) {
         ws.terminate();
         return;
       }
@@ -115,7 +117,13 @@ export class ExecSession {
     frame[0] = STDIN;
     frame.set(data, 1);
     return new Promise((resolve, reject) => {
-      this.#ws.send(frame, { binary: true }, (error) => (error ? reject(error) : resolve()));
+      this.#ws.send(frame, { binary: true }, (error) => {
+        if (error) return reject(error);
+        // A big write the kernel took means the server acknowledged earlier
+        // bytes; pongs may queue behind an upload on a slow link meanwhile.
+        if (data.length >= LIVE_WRITE) this.#heard = Date.now();
+        resolve();
+      });
     });
   }
 
