@@ -2,7 +2,7 @@ import { createWriteStream, write, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
 import yargs from 'yargs';
-import { loggerFromOptions } from './capture/extcap-provider.ts';
+import { checkMaxSeconds, loggerFromOptions } from './capture/extcap-provider.ts';
 import {
   type CaptureRequest,
   combineFilters,
@@ -85,7 +85,7 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     ]),
     snaplen: Number(args.snaplen ?? 0),
     maxPackets: Number(args['max-packets'] ?? 0),
-    maxSeconds: Number(args['max-seconds'] ?? 0),
+    maxSeconds: checkMaxSeconds(Number(args['max-seconds'] ?? 0)),
     privileged: Boolean(args.privileged),
     helperNamespace: str(args['helper-namespace']),
     helperImage: str(args['helper-image']) ?? DEFAULTS.helperImage,
@@ -108,6 +108,7 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
     const summary = await runCapture(request, output, signal, {
       log,
       ...(onProgress && { onProgress }),
+      onNotice: (line) => writeSync(2, `kubedump: ${line}\n`),
     });
     if (process.stderr.isTTY)
       process.stderr.write(`\r${summary.packets} packets, ${summary.bytes} bytes\n`);

@@ -4,6 +4,7 @@
 // to the extcap dispatcher; everything else is the CLI.
 
 import { writeSync } from 'node:fs';
+import { REFRESH_ARG } from './capture/discovery.ts';
 import type { captureToOutput } from './capture/run.ts';
 import { errorLine } from './errors.ts';
 import { isExtcapArgv } from './extcap/argv.ts';
@@ -40,6 +41,11 @@ function stopSignal(): AbortSignal {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === REFRESH_ARG) {
+    // The detached listing started by a late --extcap-interfaces: bounded, silent.
+    setTimeout(() => process.exit(1), 60_000).unref();
+    return (await import('./capture/discovery.ts')).refreshCache();
+  }
   const signal = stopSignal();
   if (isExtcapArgv(argv)) {
     const { runExtcap } = await import('./extcap/dispatcher.ts');

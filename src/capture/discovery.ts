@@ -1,17 +1,22 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 // Wireshark runs `--extcap-interfaces` on every `tshark -D` and `-i`, with no
 // timeout. So the pod list comes from a small cache file when it is fresh (no
 // Kubernetes client is loaded then), and a cold listing has a hard deadline
-// after which the cached pods, however old, are answered instead.
+// after which the cached pods, however old, are answered instead. A listing
+// cut by the deadline (a slow credential plugin, a slow cluster) is finished
+// by a detached child that writes the cache for the next call.
 
 export interface DiscoveredPod {
   namespace: string;
   name: string;
   node: string;
+  /** The pod uses its node's network: a capture holds the node's traffic. */
+  hostNetwork?: boolean;
 }
 
 export interface DiscoverySnapshot {
@@ -24,6 +29,7 @@ export interface DiscoverySnapshot {
 export interface DiscoverySettings {
   /** Namespaces to list; ['*'] lists all; [] means the context's namespace. */
   namespaces: string[];
+  /** 0: no limit. */
   maxInterfaces: number;
   freshMs: number;
   deadlineMs: number;
@@ -111,7 +117,12 @@ async function listFromCluster(settings: DiscoverySettings): Promise<DiscoverySn
     time: Date.now(),
     context: kc.getCurrentContext(),
     contexts: kc.getContexts().map((c) => c.name),
-    pods: lists.flat().map(({ namespace, name, node }) => ({ namespace, name, node })),
+    pods: lists.flat().map(({ namespace, name, node, hostNetwork }) => ({
+      namespace,
+      name,
+      node,
+      ...(hostNetwork && { hostNetwork }),
+    })),
   };
 }
 
@@ -119,6 +130,8 @@ export interface DiscoveryResult {
   snapshot: DiscoverySnapshot | undefined;
   source: 'fresh-cache' | 'cluster' | 'stale-cache' | 'none';
   error?: unknown;
+  /** The cluster did not answer within the deadline (it may still). */
+  late?: boolean;
 }
 
 export async function discover(
@@ -131,11 +144,12 @@ export async function discover(
     return { snapshot: cached, source: 'fresh-cache' };
   }
   let timer: NodeJS.Timeout | undefined;
+  let late = false;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`no answer within ${settings.deadlineMs} ms`)),
-      settings.deadlineMs,
-    );
+    timer = setTimeout(() => {
+      late = true;
+      reject(new Error(`no answer within ${settings.deadlineMs} ms`));
+    }, settings.deadlineMs);
   });
   try {
     const snapshot = await Promise.race([list(settings), deadline]);
@@ -146,7 +160,7 @@ export async function discover(
     }
     return { snapshot, source: 'cluster' };
   } catch (error) {
-    return { snapshot: cached, source: cached ? 'stale-cache' : 'none', error };
+    return { snapshot: cached, source: cached ? 'stale-cache' : 'none', error, late };
   } finally {
     clearTimeout(timer);
   }
@@ -163,5 +177,57 @@ export function podsForInterfaces(
 ): DiscoveredPod[] {
   const pods = [...(snapshot?.pods ?? [])];
   pods.sort((a, b) => byCodeUnits(a.namespace, b.namespace) || byCodeUnits(a.name, b.name));
-  return pods.slice(0, max);
+  return max > 0 ? pods.slice(0, max) : pods;
+}
+
+/** The hidden argument that makes kubedump finish a late listing into the cache. */
+export const REFRESH_ARG = '--refresh-discovery-cache';
+/** How long the background listing may take. */
+const REFRESH_DEADLINE_MS = 30_000;
+
+/**
+ * Starts a detached kubedump that lists the pods without the 1 s deadline and
+ * writes the cache. Detached, because Wireshark waits for the extcap process
+ * itself to exit, not only for its output: staying alive would delay every
+ * `tshark -D`. One at a time per cache file.
+ */
+export async function refreshInBackground(
+  settings: DiscoverySettings,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<void> {
+  const lock = `${cachePath(settings, env)}.refreshing`;
+  try {
+    if (Date.now() - statSync(lock).mtimeMs < REFRESH_DEADLINE_MS * 2) return;
+  } catch {
+    // no refresh running
+  }
+  try {
+    mkdirSync(join(lock, '..'), { recursive: true, mode: 0o700 });
+    writeFileSync(lock, String(process.pid), { mode: 0o600 });
+  } catch {
+    return; // no cache directory: nowhere to write the listing either
+  }
+  const { isSea } = await import('node:sea');
+  const self = isSea() ? [] : [...process.execArgv, process.argv[1] as string];
+  const child = spawn(process.execPath, [...self, REFRESH_ARG], {
+    detached: true,
+    stdio: 'ignore',
+    env,
+  });
+  child.on('error', () => {});
+  child.unref();
+}
+
+/** The background listing: no answer to anyone, only the cache file. */
+export async function refreshCache(env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const settings = { ...loadSettings(env), deadlineMs: REFRESH_DEADLINE_MS, freshMs: 0 };
+  const path = cachePath(settings, env);
+  try {
+    const result = await discover(settings);
+    return result.source === 'cluster' ? 0 : 1;
+  } finally {
+    try {
+      unlinkSync(`${path}.refreshing`);
+    } catch {}
+  }
 }

@@ -9,7 +9,15 @@ import { fileLogger, isLevel, LEVELS, type Logger, silentLogger } from '../log.t
 import { buildGlobalHeader, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { localTcpdumpPath } from '../tcpdump/index.ts';
 import { VERSION } from '../version.ts';
-import { cachePath, discover, loadSettings, podsForInterfaces, readSnapshot } from './discovery.ts';
+import {
+  cachePath,
+  type DiscoverySettings,
+  discover,
+  loadSettings,
+  podsForInterfaces,
+  readSnapshot,
+  refreshInBackground,
+} from './discovery.ts';
 import {
   type CaptureRequest,
   combineFilters,
@@ -59,7 +67,31 @@ export function loggerFromOptions(options: Map<string, string>): Logger {
       },
     );
   }
-  return fileLogger(file ?? defaultLogFile(), level && isLevel(level) ? level : 'info');
+  const path = file ?? defaultLogFile();
+  try {
+    return fileLogger(path, level && isLevel(level) ? level : 'info');
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new KubedumpError('LOG_FILE', `cannot open the log file ${path} (${why})`, {
+      hint: 'pick a log file in a directory you can write, or leave the log file empty',
+      cause: error,
+    });
+  }
+}
+
+/** The longest time limit a timer can hold (2^31-1 ms, about 24.8 days). */
+export const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+/** Fails with a clear line for a time limit Node's timers cannot hold. */
+export function checkMaxSeconds(seconds: number, name = 'max-seconds'): number {
+  if (seconds > MAX_SECONDS) {
+    throw new KubedumpError(
+      'BAD_INPUT',
+      `--${name} ${seconds} is more than ${MAX_SECONDS} seconds (24 days)`,
+      { hint: `give at most ${MAX_SECONDS}, or 0 for no limit` },
+    );
+  }
+  return seconds;
 }
 
 function integerOption(options: Map<string, string>, name: string, fallback: number): number {
@@ -97,9 +129,11 @@ export function requestFromOptions(
       },
     );
   }
+  // Wireshark's interfaces come from config.json's cluster: capture there too.
+  const settings = loadSettings();
   return {
-    kubeconfig: value('kubeconfig'),
-    context: value('context'),
+    kubeconfig: value('kubeconfig') ?? settings.kubeconfig,
+    context: value('context') ?? settings.context,
     namespace: fromName?.namespace ?? value('namespace'),
     pod,
     container: value('container'),
@@ -107,7 +141,7 @@ export function requestFromOptions(
     filter: combineFilters([value('filter'), captureFilter]),
     snaplen: integerOption(options, 'snaplen', DEFAULTS.snaplen),
     maxPackets: integerOption(options, 'max-packets', DEFAULTS.maxPackets),
-    maxSeconds: integerOption(options, 'max-seconds', DEFAULTS.maxSeconds),
+    maxSeconds: checkMaxSeconds(integerOption(options, 'max-seconds', DEFAULTS.maxSeconds)),
     privileged: mode === 'privileged' || booleanOption(options, 'privileged'),
     helperNamespace: value('helper-namespace'),
     helperImage: value('helper-image') ?? DEFAULTS.helperImage,
@@ -319,17 +353,47 @@ export function configArgs(iface: string): Arg[] {
   ];
 }
 
+/** How long a dialog reload may wait for the cluster: Wireshark's dialog waits with it. */
+export const RELOAD_DEADLINE_MS = 5000;
+
+async function reloadWithin(
+  iface: string,
+  option: string,
+  options: Map<string, string>,
+  settings: DiscoverySettings = loadSettings(),
+  deadlineMs = RELOAD_DEADLINE_MS,
+): Promise<ArgValue[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(
+        new KubedumpError(
+          'CLUSTER_UNREACHABLE',
+          `the cluster did not answer within ${deadlineMs / 1000} s`,
+          { hint: 'check the network and the kubeconfig context, or type the value' },
+        ),
+      );
+    }, deadlineMs);
+  });
+  try {
+    return await Promise.race([reloadValues(iface, option, options, settings), deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function reloadValues(
   iface: string,
   option: string,
   options: Map<string, string>,
+  settings: DiscoverySettings,
 ): Promise<ArgValue[]> {
   const { loadKubeConfig, contextNamespace } = await import('../kube/config.ts');
   const kube = await import('../kube/pods.ts');
   const fromName = parseInterfaceName(iface);
   const kc = loadKubeConfig({
-    kubeconfig: options.get('kubeconfig') || undefined,
-    context: options.get('context') || undefined,
+    kubeconfig: options.get('kubeconfig') || settings.kubeconfig,
+    context: options.get('context') || settings.context,
   });
   const namespace = fromName?.namespace ?? (options.get('namespace') || contextNamespace(kc));
   switch (option) {
@@ -351,8 +415,8 @@ async function reloadValues(
       const podName = fromName?.pod ?? options.get('pod');
       if (!podName) return [];
       const pod = await kube.getPod(kc, { namespace, name: podName });
-      const names = (pod.spec?.containers ?? []).map((c) => c.name);
-      return selectorValues(options.get('container') || names[0], names);
+      const names = kube.selectableContainers(pod);
+      return selectorValues(options.get('container') || kube.pickContainer(pod).container, names);
     }
   }
   return [];
@@ -395,14 +459,18 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
     },
     async interfaces(): Promise<Interface[]> {
       const settings = loadSettings();
-      const { snapshot } = await discover(settings);
+      const { snapshot, late } = await discover(settings);
+      // Never delay the answer: a late listing is finished by a detached child.
+      if (late) await refreshInBackground(settings).catch(() => {});
       const generic: Interface = {
         value: GENERIC_INTERFACE,
         display: 'Kubernetes pod (choose in options)',
       };
       const pods = podsForInterfaces(snapshot, settings.maxInterfaces).map((p) => ({
         value: interfaceName(p.namespace, p.name),
-        display: `Kubernetes pod ${p.namespace}/${p.name}${p.node ? ` on ${p.node}` : ''}`,
+        display: p.hostNetwork
+          ? `Kubernetes node ${p.node || '?'} (all its traffic: pod ${p.namespace}/${p.name} uses the host network)`
+          : `Kubernetes pod ${p.namespace}/${p.name}${p.node ? ` on ${p.node}` : ''}`,
       }));
       return [generic, ...pods];
     },
@@ -410,7 +478,7 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
       { number: LINKTYPE_LINUX_SLL, name: 'LINUX_SLL', display: 'Linux cooked capture' },
     ],
     config: async (iface) => configArgs(iface),
-    reload: reloadValues,
+    reload: (iface, option, options) => reloadWithin(iface, option, options),
     checkFilter: (_iface, filter) => checkFilter(filter),
     async capture(call) {
       const log = loggerFromOptions(call.options);

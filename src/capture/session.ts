@@ -2,8 +2,15 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
-import { execCollect, openExec } from '../kube/exec.ts';
-import { getPod, nodeArchitecture, pickContainer, requireRunning } from '../kube/pods.ts';
+import { execCollect, lineSplitter, openExec } from '../kube/exec.ts';
+import {
+  getPod,
+  hostNetworkNotice,
+  nodeArchitecture,
+  pickContainer,
+  requireLinux,
+  requireRunning,
+} from '../kube/pods.ts';
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
@@ -37,6 +44,8 @@ export interface CaptureHooks {
   log: Logger;
   /** Called as records pass, for live counters. */
   onProgress?: (packets: number, bytes: number) => void;
+  /** Called with lines the user should read before the capture starts (the CLI prints them). */
+  onNotice?: (line: string) => void;
 }
 
 /** How long cleanup may take after a stop before the process gives up waiting. */
@@ -88,6 +97,12 @@ async function capture(
   const pod = await orStop(getPod(kc, { namespace, name: request.pod }), signal);
   const picked = pickContainer(pod, request.container);
   requireRunning(picked);
+  await orStop(requireLinux(kc, picked), signal);
+  const hostNetwork = hostNetworkNotice(picked);
+  for (const line of [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])]) {
+    log.warn(line);
+    hooks.onNotice?.(line);
+  }
   const target: TargetContainer = {
     namespace,
     pod: request.pod,
@@ -132,7 +147,6 @@ async function capture(
     stopping.signal.throwIfAborted();
 
     let pid: number | undefined;
-    let stderrLine = '';
     const argv = tcpdumpArgv({
       binary: placement.binary,
       iface: request.iface,
@@ -145,18 +159,11 @@ async function capture(
       // stdin carries the keepalive lines the remote watchdog waits for.
       stdin: true,
       signal: stopping.signal,
-      onStderr: (chunk) => {
-        stderrLine += chunk.toString('utf8');
-        let nl = stderrLine.indexOf('\n');
-        while (nl >= 0) {
-          const line = stderrLine.slice(0, nl);
-          stderrLine = stderrLine.slice(nl + 1);
-          pid ??= parsePidLine(line);
-          if (!isTcpdumpChatter(line)) log.warn('remote stderr', { line });
-          else log.debug('remote stderr', { line });
-          nl = stderrLine.indexOf('\n');
-        }
-      },
+      onStderr: lineSplitter((line) => {
+        pid ??= parsePidLine(line);
+        if (!isTcpdumpChatter(line)) log.warn('remote stderr', { line });
+        else log.debug('remote stderr', { line });
+      }),
     });
     cleanup.defer(() => session.close());
     const send = (line: string) => session.write(Buffer.from(line)).catch(() => {});

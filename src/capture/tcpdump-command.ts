@@ -127,7 +127,8 @@ export function tcpdumpFailure(
       hint: 'fix the filter (see man pcap-filter)',
     });
   }
-  if (/no such device|doesn't exist|SIOCGIFHWADDR|not found/i.test(said)) {
+  // exit 127 is the shell's "not found" (a missing command), never an interface.
+  if (exitCode !== 127 && /no such device|doesn't exist|SIOCGIFHWADDR/i.test(said)) {
     return new KubedumpError('NO_SUCH_INTERFACE', `tcpdump in ${where}: ${said}`, {
       hint: 'pick an interface that exists in the pod, or "any"',
     });

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import type { KubeConfig } from '@kubernetes/client-node';
 import WebSocket from 'ws';
 import { KubedumpError } from '../errors.ts';
@@ -19,6 +20,11 @@ const CLOSE = 255;
 
 const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
 const STDERR_KEEP = 64 * 1024;
+// A network that drops packets silently leaves an idle socket open for ~15
+// minutes (TCP retransmissions): ping, and give up after this much silence.
+export const PING_MS = 5000;
+export const SILENCE_MS = 15_000;
+const LIVE_WRITE = 16 * 1024;
 const STDIN_FRAME = 64 * 1024;
 
 export interface ExecOptions {
@@ -32,6 +38,9 @@ export interface ExecOptions {
   onStderr?: (chunk: Buffer) => void;
   /** Offer only these subprotocols (tests pin v4 this way). */
   protocols?: readonly string[];
+  /** How often to ping the server, and after how long without a sign of life to give up. */
+  pingMs?: number;
+  silenceMs?: number;
 }
 
 export interface ExecResult {
@@ -48,6 +57,8 @@ export class ExecSession {
   readonly stdout: Readable;
   readonly result: Promise<ExecResult>;
   readonly #ws: WebSocket;
+  /** When the server last gave a sign of life. */
+  #heard = Date.now();
 
   constructor(ws: WebSocket, options: ExecOptions) {
     this.#ws = ws;
@@ -58,6 +69,7 @@ export class ExecSession {
     const stdout = new Readable({ read: () => ws.isPaused && ws.resume() });
     this.stdout = stdout;
     ws.on('message', (data: Buffer) => {
+      this.#heard = Date.now();
       const channel = data[0];
       const payload = data.subarray(1);
       if (channel === STDOUT) {
@@ -70,8 +82,23 @@ export class ExecSession {
         ({ exitCode, message } = exitFromStatus(payload.toString('utf8')));
       }
     });
+    const alive = () => {
+      this.#heard = Date.now();
+    };
+    ws.on('pong', alive);
+    const pinger = setInterval(() => {
+      // Paused by backpressure, the socket is not read: its silence is ours.
+      if (ws.isPaused) return alive();
+      if (Date.now() - this.#heard > (options.silenceMs ?? SILENCE_MS)) {
+        ws.terminate();
+        return;
+      }
+      if (ws.readyState === WebSocket.OPEN) ws.ping();
+    }, options.pingMs ?? PING_MS);
+    pinger.unref();
     this.result = new Promise((resolve) => {
       const finish = () => {
+        clearInterval(pinger);
         stdout.push(null);
         resolve({ exitCode, message, stderr: stderr.toString('utf8') });
       };
@@ -90,7 +117,13 @@ export class ExecSession {
     frame[0] = STDIN;
     frame.set(data, 1);
     return new Promise((resolve, reject) => {
-      this.#ws.send(frame, { binary: true }, (error) => (error ? reject(error) : resolve()));
+      this.#ws.send(frame, { binary: true }, (error) => {
+        if (error) return reject(error);
+        // A big write the kernel took means the server acknowledged earlier
+        // bytes; pongs may queue behind an upload on a slow link meanwhile.
+        if (data.length >= LIVE_WRITE) this.#heard = Date.now();
+        resolve();
+      });
     });
   }
 
@@ -110,6 +143,36 @@ export class ExecSession {
     else if (this.#ws.readyState === WebSocket.CONNECTING) this.#ws.terminate();
     setTimeout(() => this.#ws.terminate(), 500).unref();
   }
+}
+
+/**
+ * Splits a byte stream into lines for `onLine`. A line longer than `max`
+ * characters without its end is passed on cut (its first KiB) and dropped,
+ * so a remote that never ends a line cannot grow memory without bound.
+ */
+export function lineSplitter(
+  onLine: (line: string) => void,
+  max = 64 * 1024,
+): (chunk: Buffer) => void {
+  const decoder = new StringDecoder('utf8');
+  let pending = '';
+  let skipping = false;
+  return (chunk) => {
+    pending += decoder.write(chunk);
+    let nl = pending.indexOf('\n');
+    while (nl >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      if (!skipping) onLine(line);
+      skipping = false;
+      nl = pending.indexOf('\n');
+    }
+    if (pending.length > max) {
+      if (!skipping) onLine(`${pending.slice(0, 1024)}… (cut)`);
+      skipping = true;
+      pending = '';
+    }
+  };
 }
 
 export function exitFromStatus(json: string): { exitCode: number | null; message?: string } {

@@ -1,4 +1,4 @@
-import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
 
@@ -15,6 +15,8 @@ export interface ResolvedContainer {
   nodeName: string | undefined;
   /** The pod shares the node's network namespace: its traffic is the node's. */
   hostNetwork: boolean;
+  /** Things the user should know, e.g. a default-container annotation that names no container. */
+  warnings: string[];
 }
 
 const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
@@ -38,12 +40,39 @@ export async function getPod(kc: KubeConfig, ref: PodRef): Promise<V1Pod> {
   }
 }
 
-/** Picks the container as kubectl does: the default-container annotation, else the first. */
+/**
+ * The containers one can capture: the regular ones, then native sidecars
+ * (init containers with `restartPolicy: Always`, which run beside them).
+ */
+export function selectableContainers(pod: V1Pod): string[] {
+  const sidecars = (pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always');
+  return [...(pod.spec?.containers ?? []), ...sidecars].map((c) => c.name);
+}
+
+function containerStatus(pod: V1Pod, name: string) {
+  return (
+    pod.status?.containerStatuses?.find((s) => s.name === name) ??
+    pod.status?.initContainerStatuses?.find((s) => s.name === name)
+  );
+}
+
+/**
+ * Picks the container as kubectl does: the one asked for, else the
+ * default-container annotation, else the first. An annotation naming no
+ * container falls back to the first, with a warning, as kubectl does.
+ */
 export function pickContainer(pod: V1Pod, wanted?: string): ResolvedContainer {
-  const names = (pod.spec?.containers ?? []).map((c) => c.name);
+  const names = selectableContainers(pod);
   const ref = `${pod.metadata?.namespace}/${pod.metadata?.name}`;
-  const chosen =
-    wanted || pod.metadata?.annotations?.[DEFAULT_CONTAINER_ANNOTATION] || names[0] || '';
+  const annotated = pod.metadata?.annotations?.[DEFAULT_CONTAINER_ANNOTATION] || undefined;
+  const warnings: string[] = [];
+  let chosen = wanted || annotated || names[0] || '';
+  if (!wanted && annotated && !names.includes(annotated)) {
+    chosen = names[0] ?? '';
+    warnings.push(
+      `default container "${annotated}" named by the ${DEFAULT_CONTAINER_ANNOTATION} annotation of pod ${ref} does not exist; using "${chosen}"`,
+    );
+  }
   if (!names.includes(chosen)) {
     throw new KubedumpError(
       'CONTAINER_NOT_FOUND',
@@ -53,21 +82,30 @@ export function pickContainer(pod: V1Pod, wanted?: string): ResolvedContainer {
       },
     );
   }
-  const status = pod.status?.containerStatuses?.find((s) => s.name === chosen);
+  const status = containerStatus(pod, chosen);
   return {
     pod,
     container: chosen,
     containerId: status?.containerID || undefined,
     nodeName: pod.spec?.nodeName || undefined,
     hostNetwork: pod.spec?.hostNetwork === true,
+    warnings,
   };
+}
+
+/** The line that says a host-network pod's capture is its node's traffic. */
+export function hostNetworkNotice(target: ResolvedContainer): string | undefined {
+  if (!target.hostNetwork) return undefined;
+  const ref = `${target.pod.metadata?.namespace}/${target.pod.metadata?.name}`;
+  const node = target.nodeName ? `node ${target.nodeName}` : 'its node';
+  return `pod ${ref} uses the host network: this capture holds all of ${node}'s traffic, not only the pod's`;
 }
 
 /** Fails with a clear line unless the container is running. */
 export function requireRunning(target: ResolvedContainer): void {
   const ref = `${target.pod.metadata?.namespace}/${target.pod.metadata?.name}`;
   const phase = target.pod.status?.phase;
-  const status = target.pod.status?.containerStatuses?.find((s) => s.name === target.container);
+  const status = containerStatus(target.pod, target.container);
   if (phase !== 'Running' || !status?.state?.running) {
     const waiting = status?.state?.waiting?.reason ?? status?.state?.terminated?.reason;
     throw new KubedumpError(
@@ -78,18 +116,57 @@ export function requireRunning(target: ResolvedContainer): void {
   }
 }
 
+// One read of a node per client and name: the OS check and the architecture
+// lookup share it.
+const nodeReads = new WeakMap<KubeConfig, Map<string, Promise<V1Node | undefined>>>();
+
+function readNodeOnce(kc: KubeConfig, nodeName: string): Promise<V1Node | undefined> {
+  let reads = nodeReads.get(kc);
+  if (!reads) {
+    reads = new Map();
+    nodeReads.set(kc, reads);
+  }
+  let read = reads.get(nodeName);
+  if (!read) {
+    read = kc
+      .makeApiClient(CoreV1Api)
+      .readNode({ name: nodeName })
+      // e.g. RBAC forbids nodes: callers fall back to what the pod says
+      .catch(() => undefined);
+    reads.set(nodeName, read);
+  }
+  return read;
+}
+
+/**
+ * Fails at once for a pod on a Windows node (the pod's `spec.os.name`, else
+ * the node's `kubernetes.io/os` label when nodes can be read): tcpdump, sh
+ * and the helper pod are Linux-only.
+ */
+export async function requireLinux(kc: KubeConfig, target: ResolvedContainer): Promise<void> {
+  const ref = `${target.pod.metadata?.namespace}/${target.pod.metadata?.name}`;
+  let os = target.pod.spec?.os?.name;
+  let where = `pod ${ref} is a Windows pod`;
+  if (!os && target.nodeName) {
+    const node = await readNodeOnce(kc, target.nodeName);
+    os = node?.metadata?.labels?.['kubernetes.io/os'] ?? node?.status?.nodeInfo?.operatingSystem;
+    where = `pod ${ref} runs on Windows node ${target.nodeName}`;
+  }
+  if (os?.toLowerCase() === 'windows') {
+    throw new KubedumpError('WINDOWS_NODE', `${where}: kubedump captures on Linux nodes only`, {
+      hint: 'capture a pod on a Linux node, or capture on the Windows node with pktmon',
+    });
+  }
+}
+
 /** The node's CPU architecture, or undefined when nodes can't be read. */
 export async function nodeArchitecture(
   kc: KubeConfig,
   nodeName: string,
 ): Promise<string | undefined> {
-  const api = kc.makeApiClient(CoreV1Api);
-  try {
-    const node = await api.readNode({ name: nodeName });
-    return node.status?.nodeInfo?.architecture || undefined;
-  } catch {
-    return undefined; // e.g. RBAC forbids nodes: the caller asks the container instead
-  }
+  // undefined when nodes can't be read: the caller asks the container instead
+  const node = await readNodeOnce(kc, nodeName);
+  return node?.status?.nodeInfo?.architecture || undefined;
 }
 
 export async function listRunningPods(
@@ -106,7 +183,8 @@ export async function listRunningPods(
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
     node: pod.spec?.nodeName ?? '',
-    containers: (pod.spec?.containers ?? []).map((c) => c.name),
+    hostNetwork: pod.spec?.hostNetwork === true,
+    containers: selectableContainers(pod),
   }));
 }
 

@@ -204,6 +204,11 @@ export interface TcpProxy {
   throttle(bytesPerSecond: number | null): void;
   /** Accept connections but never forward or answer them. */
   blackhole(on: boolean): void;
+  /**
+   * A silent network drop: live connections stay open but nothing passes
+   * either way any more (bytes are discarded), and new ones are held unanswered.
+   */
+  stall(on: boolean): void;
   /** Cuts every live connection now; returns how many. */
   dropAll(): number;
   close(): Promise<void>;
@@ -214,6 +219,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const live = new Set<Socket>();
   let rate: number | null = null;
   let hole = false;
+  let stalled = false;
   const proxy: TcpProxy = {
     port: 0,
     url: '',
@@ -223,6 +229,9 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     },
     blackhole: (on) => {
       hole = on;
+    },
+    stall: (on) => {
+      stalled = on;
     },
     dropAll() {
       const n = live.size;
@@ -240,7 +249,7 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     live.add(client);
     client.on('close', () => live.delete(client));
     client.on('error', () => {});
-    if (hole) return;
+    if (hole || stalled) return;
     const upstream = connect(targetPort, '127.0.0.1');
     live.add(upstream);
     upstream.on('close', () => {
@@ -249,8 +258,13 @@ export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
     });
     client.on('close', () => upstream.destroy());
     upstream.on('error', () => {});
-    upstream.pipe(client);
+    upstream.on('data', (chunk: Buffer) => {
+      if (stalled) return;
+      if (!client.write(chunk)) upstream.pause();
+    });
+    client.on('drain', () => upstream.resume());
     client.on('data', (chunk: Buffer) => {
+      if (stalled) return;
       proxy.upstreamBytes += chunk.length;
       if (!upstream.write(chunk)) client.pause();
       if (rate !== null) {

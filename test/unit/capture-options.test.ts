@@ -143,3 +143,14 @@ test('the options dialog has defaults for everything and no required args', () =
     );
   }
 });
+
+test('a shell\'s "not found" is a missing command, not a missing interface', () => {
+  assert.equal(
+    tcpdumpFailure('sh: 1: /tmp/x: not found', 127, 'pod demo/web', 'unprivileged').code,
+    'NOT_FOUND_REMOTE',
+  );
+  assert.equal(
+    tcpdumpFailure('tcpdump: eth9: No such device exists', 1, 'pod demo/web', 'unprivileged').code,
+    'NO_SUCH_INTERFACE',
+  );
+});
