@@ -53,7 +53,8 @@ echo "nowhere - $arch $tar"`;
 // exit status even over exec v4, where stdin cannot be closed. If the
 // payload stops growing for 10 s (kubedump was killed or cut off mid-upload:
 // the exec's stdin then stays open forever), the upload removes itself and
-// its directory.
+// its directory; so does a run's upload whose capture has not started
+// (no heartbeat file) 30 s later.
 const EXTRACT = `n=$1; d=$2; f=$3; p="$2/.upload"
 exec 3<&0
 head -c "$n" <&3 >"$p" 3<&- & h=$!
@@ -68,7 +69,10 @@ k=$!
 wait $h; s=$?; kill $k 2>/dev/null
 [ $s -eq 0 ] && [ "$(wc -c <"$p")" -eq "$n" ] || { rm -f "$p"; exit 1; }
 if [ "$4" = yes ]; then tar -xf "$p" -C "$d" && rm -f "$p"
-else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi`;
+else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi || exit 1
+case $d in */.kubedump-????????????????)
+  ( sleep 30; for h in "$d"/heartbeat-*; do [ -e "$h" ] && exit 0; done; rm -rf "$d" ) </dev/null >/dev/null 2>&1 &
+esac`;
 
 export interface ProbeResult {
   state: 'present' | 'absent' | 'nowhere';

@@ -268,6 +268,64 @@ describe('kill matrix on the emulated cluster', () => {
     }
   }
 
+  // A Debian-based target: /bin/sh is dash (no `read -t`) and there is no ps.
+  // Its traffic: pod client fetches from it every second.
+  const debianTcpdumps = async () =>
+    (
+      await inPod(
+        'debian',
+        'sh',
+        '-c',
+        'for p in /proc/[0-9]*; do c=; read -r c <"$p/comm" 2>/dev/null; case $c in kubedump-tcpd*) echo "$p" ;; esac; done',
+      )
+    ).stdout
+      .split('\n')
+      .filter(Boolean);
+  const debianUploads = async () =>
+    (await inPod('debian', 'ls', '-a', '/tmp')).stdout
+      .split('\n')
+      .filter((e) => /kubedump/.test(e));
+
+  for (const signal of SIGNALS) {
+    test(`${signal} × capturing × unprivileged, Debian target (dash, no ps)`, async () => {
+      cells++;
+      const log = join(dir, `${signal}-debian.log`);
+      const out = join(dir, `${signal}-debian.pcap`);
+      const bg = background(
+        ['capture', 'debian', '-n', 'demo', '--log-level', 'debug', '--log-file', log, '-w', out],
+        home.env,
+      );
+      try {
+        await until('tcpdump to listen', () => listening(log), 30_000);
+        assert.equal((await debianTcpdumps()).length, 1, 'one tcpdump runs in the pod');
+        await sleep(1500);
+        bg.child.kill(signal);
+        const end = await bg.exited;
+        if (signal === 'SIGKILL') {
+          // Nobody cleans up: the watchdog under dash must.
+          await until(
+            'the watchdog to stop tcpdump',
+            async () => (await debianTcpdumps()).length === 0,
+            15_000,
+          );
+          await until(
+            'the upload to be removed',
+            async () => (await debianUploads()).length === 0,
+            5000,
+          );
+          await assertValidCapture(out, undefined, { allowCutLastRecord: true });
+        } else {
+          assert.equal(end.code, 0, bg.stderr());
+          assert.deepEqual(await debianTcpdumps(), [], 'a tcpdump still runs in the pod');
+          assert.deepEqual(await debianUploads(), [], 'the upload is still there');
+          assert.ok((await assertValidCapture(out)) > 0, 'no packets of the Debian pod');
+        }
+      } finally {
+        if (bg.child.exitCode === null && bg.child.signalCode === null) bg.child.kill('SIGKILL');
+      }
+    });
+  }
+
   test('after SIGKILL every running helper ends by itself within 60 s; the next run sweeps them all; no tcpdump is left', async () => {
     cells++;
     assert.ok(killed.helpers.length > 0, 'the SIGKILL cells left helper pods behind');
