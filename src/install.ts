@@ -1,10 +1,15 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { fileURLToPath } from 'node:url';
 import { KubedumpError } from './errors.ts';
+import {
+  currentHost,
+  executableName,
+  extcapFolders,
+  knownExtcapFolders,
+} from './platform-paths.ts';
 import { tcpdumpManifest } from './tcpdump/index.ts';
 import { VERSION } from './version.ts';
 
@@ -12,10 +17,6 @@ import { VERSION } from './version.ts';
 // folder `tshark -G folders` names, else the usual personal folders.
 
 const NAME = 'kubedump';
-
-function home(...parts: string[]): string {
-  return join(homedir(), ...parts);
-}
 
 /** The personal extcap folder of the installed Wireshark, if tshark can tell. */
 export function tsharkExtcapFolder(): string | undefined {
@@ -33,13 +34,7 @@ export function tsharkExtcapFolder(): string | undefined {
 }
 
 export function candidateFolders(): string[] {
-  const fromTshark = tsharkExtcapFolder();
-  if (fromTshark) return [fromTshark];
-  const config = process.env.WIRESHARK_CONFIG_DIR;
-  return [
-    config ? join(config, 'extcap') : home('.config', 'wireshark', 'extcap'), // Wireshark 4.0
-    home('.local', 'lib', 'wireshark', 'extcap'), // 4.2 and later
-  ];
+  return extcapFolders(currentHost(), tsharkExtcapFolder());
 }
 
 /** The executable to install: this one when running as a single executable, else the built one. */
@@ -58,7 +53,7 @@ export async function install(): Promise<number> {
   const source = sourceExecutable();
   for (const folder of candidateFolders()) {
     mkdirSync(folder, { recursive: true });
-    const target = join(folder, NAME);
+    const target = join(folder, executableName(currentHost()));
     if (resolve(source) === resolve(target)) {
       process.stdout.write(`${target} is already installed\n`);
       continue;
@@ -74,13 +69,10 @@ export async function install(): Promise<number> {
 }
 
 export async function uninstall(): Promise<number> {
-  const folders = new Set([
-    ...candidateFolders(),
-    home('.config', 'wireshark', 'extcap'),
-    home('.local', 'lib', 'wireshark', 'extcap'),
-  ]);
+  const host = currentHost();
+  const folders = new Set([...candidateFolders(), ...knownExtcapFolders(host)]);
   for (const folder of folders) {
-    const target = join(folder, NAME);
+    const target = join(folder, executableName(host));
     if (existsSync(target)) {
       rmSync(target);
       process.stdout.write(`removed ${target}\n`);

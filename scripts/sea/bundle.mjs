@@ -1,6 +1,6 @@
 // Bundles the CLI into one CommonJS file for the Node single executable.
 // Usage: node scripts/sea/bundle.mjs ENTRY OUTFILE
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -10,6 +10,8 @@ if (!entry || !outfile) {
   process.exit(2);
 }
 const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
+// Node 22 (the Windows executable) lacks AsyncDisposableStack: a guarded polyfill.
+const polyfill = readFileSync(new URL('async-disposable-stack.js', import.meta.url), 'utf8');
 
 const result = await build({
   entryPoints: [entry],
@@ -17,10 +19,12 @@ const result = await build({
   bundle: true,
   platform: 'node',
   format: 'cjs',
-  target: 'node24',
+  target: 'node22',
   // A SEA's main script is CommonJS: import.meta does not exist there, yet
   // yargs calls createRequire(import.meta.url).
-  banner: { js: 'const __import_meta_url = require("node:url").pathToFileURL(__filename).href;' },
+  banner: {
+    js: `${polyfill}\nconst __import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
+  },
   define: {
     'import.meta.url': '__import_meta_url',
     'import.meta.filename': '__filename',

@@ -1,8 +1,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
+import {
+  currentHost,
+  cacheDir as platformCacheDir,
+  configDir as platformConfigDir,
+} from '../platform-paths.ts';
 
 // Wireshark runs `--extcap-interfaces` on every `tshark -D` and `-i`, with no
 // timeout. So the pod list comes from a small cache file when it is fresh (no
@@ -45,11 +49,11 @@ export const DEFAULT_SETTINGS: DiscoverySettings = {
 };
 
 export function configDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CONFIG_HOME || join(homedir(), '.config'), 'kubedump');
+  return platformConfigDir(currentHost(env));
 }
 
 export function cacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kubedump');
+  return platformCacheDir(currentHost(env));
 }
 
 /** Settings from ~/.config/kubedump/config.json, then KUBEDUMP_* environment. */

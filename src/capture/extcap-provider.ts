@@ -1,12 +1,11 @@
 import { execFile } from 'node:child_process';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { KubedumpError } from '../errors.ts';
 import { booleanOption } from '../extcap/argv.ts';
 import type { CaptureCall, ExtcapProvider } from '../extcap/dispatcher.ts';
 import type { Arg, ArgValue, Interface } from '../extcap/sentences.ts';
 import { fileLogger, isLevel, LEVELS, type Logger, silentLogger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
+import { currentHost, defaultLogFile as platformLogFile } from '../platform-paths.ts';
 import { localTcpdumpPath } from '../tcpdump/index.ts';
 import { VERSION } from '../version.ts';
 import {
@@ -46,11 +45,7 @@ export function parseInterfaceName(iface: string): { namespace: string; pod: str
 }
 
 function defaultLogFile(): string {
-  return join(
-    process.env.XDG_STATE_HOME || join(homedir(), '.local', 'state'),
-    'kubedump',
-    'kubedump.log',
-  );
+  return platformLogFile(currentHost());
 }
 
 /** The log the options ask for: none unless a level or a file is given. */

@@ -5,10 +5,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import * as sea from 'node:sea';
 import { fileURLToPath } from 'node:url';
+import { currentHost, cacheDir as platformCacheDir } from '../platform-paths.ts';
 
 export type Arch = 'amd64' | 'arm64';
 
@@ -167,8 +167,7 @@ export function tcpdumpBinary(arch: Arch): Buffer {
 }
 
 function cacheDir(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg && isAbsolute(xdg) ? xdg : join(homedir(), '.cache'), 'kubedump');
+  return platformCacheDir(currentHost());
 }
 
 const pending = new Map<string, Promise<string>>();
