@@ -12,6 +12,7 @@ if (!entry || !outfile) {
 const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
 // Node 22 (the Windows executable) lacks AsyncDisposableStack: a guarded polyfill.
 const polyfill = readFileSync(new URL('async-disposable-stack.js', import.meta.url), 'utf8');
+const keepalive = readFileSync(new URL('keepalive-after-connect.js', import.meta.url), 'utf8');
 
 const result = await build({
   entryPoints: [entry],
@@ -23,7 +24,7 @@ const result = await build({
   // A SEA's main script is CommonJS: import.meta does not exist there, yet
   // yargs calls createRequire(import.meta.url).
   banner: {
-    js: `${polyfill}\nconst __import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
+    js: `${polyfill}\n${keepalive}\nconst __import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
   },
   define: {
     'import.meta.url': '__import_meta_url',
