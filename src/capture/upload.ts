@@ -54,8 +54,11 @@ echo "nowhere - $arch $tar"`;
 // payload stops growing for 10 s (kubedump was killed or cut off mid-upload:
 // the exec's stdin then stays open forever), the upload removes itself and
 // its directory; so does a run's upload whose capture has not started
-// (no heartbeat file) 30 s later.
-const EXTRACT = `n=$1; d=$2; f=$3; p="$2/.upload"
+// (no heartbeat file) 30 s later. That last watch is a process of its own
+// that ends as soon as the capture starts.
+const EXTRACT = `EXPIRE='i=0; while [ $i -lt 30 ]; do sleep 1; [ -d "$1" ] || exit 0
+  for h in "$1"/heartbeat-*; do [ -e "$h" ] && exit 0; done; i=$((i+1)); done; rm -rf "$1"'
+n=$1; d=$2; f=$3; p="$2/.upload"
 exec 3<&0
 head -c "$n" <&3 >"$p" 3<&- & h=$!
 exec 3<&-
@@ -71,7 +74,7 @@ wait $h; s=$?; kill $k 2>/dev/null
 if [ "$4" = yes ]; then tar -xf "$p" -C "$d" && rm -f "$p"
 else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi || exit 1
 case $d in */.kubedump-????????????????)
-  ( sleep 30; for h in "$d"/heartbeat-*; do [ -e "$h" ] && exit 0; done; rm -rf "$d" ) </dev/null >/dev/null 2>&1 &
+  sh -c "$EXPIRE" sh "$d" </dev/null >/dev/null 2>&1 &
 esac`;
 
 export interface ProbeResult {

@@ -278,7 +278,7 @@ describe('privileged capture on the real cluster', () => {
     assert.equal(ran.code, 1);
     assert.match(
       oneLine(ran.stderr),
-      /not allowed to create pods in namespace "demo" \(RBAC: .*cannot create resource "pods"/,
+      /not allowed to create pods in namespace "demo" \(RBAC: User "restricted" may not "create pods" in namespace "demo"\)/,
     );
     assert.deepEqual(await helperPods(), []);
   });
@@ -361,7 +361,7 @@ describe('privileged capture on the emulated cluster', () => {
       'RBAC denial',
       { forbid: [{ verb: 'create', resource: 'pods' }] },
       [],
-      /not allowed to create pods in namespace "demo" \(RBAC: .*cannot create resource "pods".*ask for the RBAC permission "create pods"/,
+      /not allowed to create pods in namespace "demo" \(RBAC: User "admin" may not "create pods" in namespace "demo"\): ask for the RBAC permission "create pods"/,
     ],
     [
       'image pull failure',
