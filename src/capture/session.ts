@@ -177,8 +177,10 @@ async function capture(
     const stopRemote = () => {
       stoppingRemote ??= (async () => {
         void send(STOP_LINE);
+        // Ended means the remote process said so (a status); a stream that
+        // was cut says nothing of the process, which may still run.
         const ended = await Promise.race([
-          session.result.then(() => true),
+          session.result.then((r) => r.exitCode !== null || r.message !== undefined),
           sleep(KILL_AFTER_MS).then(() => false),
         ]);
         if (!ended && pid !== undefined) await killProcess(kc, placement, pid, log, deadline());
