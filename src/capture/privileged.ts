@@ -10,6 +10,7 @@ import {
   waitUntilRunning,
 } from '../kube/helper-pod.ts';
 import type { Logger } from '../log.ts';
+import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
 import {
   abandonedBecause,
   HELPER_CONTAINER,
@@ -19,7 +20,6 @@ import {
   helperPodSpec,
   isKubedumpHelper,
 } from './helper-spec.ts';
-import type { CaptureMode, ModeContext, Placement } from './mode.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';

@@ -14,8 +14,8 @@ import {
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
-import type { ModeContext, Placement, TargetContainer } from './mode.ts';
-import { CAPTURE_MODES } from './modes.ts';
+import type { ModeContext, Placement, TargetContainer } from './capture-mode.ts';
+import { CAPTURE_MODES } from './mode-registry.ts';
 import { type CaptureRequest, validateRequest } from './request.ts';
 import { hostNetnsRefusal } from './runtimes/netns-guard.ts';
 import {

@@ -1,11 +1,5 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  configArgs,
-  interfaceName,
-  parseInterfaceName,
-  requestFromOptions,
-} from '../../src/capture/extcap-provider.ts';
 import { validateRequest } from '../../src/capture/request.ts';
 import {
   parsePidLine,
@@ -15,6 +9,12 @@ import {
 } from '../../src/capture/tcpdump-command.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { renderArgs } from '../../src/extcap/sentences.ts';
+import {
+  configArgs,
+  interfaceName,
+  parseInterfaceName,
+  requestFromOptions,
+} from '../../src/wireshark/provider.ts';
 
 test('interface names round-trip, pod names may hold dots', () => {
   assert.equal(interfaceName('demo', 'web.v1'), 'kubedump.demo.web.v1');

@@ -7,12 +7,6 @@ import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { WebSocketServer } from 'ws';
-import { loadSettings, podsForInterfaces } from '../../src/capture/discovery.ts';
-import {
-  kubedumpProvider,
-  loggerFromOptions,
-  requestFromOptions,
-} from '../../src/capture/extcap-provider.ts';
 import type { KubedumpError } from '../../src/errors.ts';
 import { loadKubeConfig, proxyFromEnvironment } from '../../src/kube/config.ts';
 import { lineSplitter, openExec } from '../../src/kube/exec.ts';
@@ -23,6 +17,12 @@ import {
   requireRunning,
   selectableContainers,
 } from '../../src/kube/pods.ts';
+import { loadSettings, podsForInterfaces } from '../../src/wireshark/discovery.ts';
+import {
+  kubedumpProvider,
+  loggerFromOptions,
+  requestFromOptions,
+} from '../../src/wireshark/provider.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `kubedump-${name}-`));
@@ -415,7 +415,7 @@ test('the provider lists host-network pods as their node', async () => {
   try {
     process.env.XDG_CACHE_HOME = join(dir, 'cache');
     process.env.XDG_CONFIG_HOME = join(dir, 'config');
-    const { cachePath, writeSnapshot } = await import('../../src/capture/discovery.ts');
+    const { cachePath, writeSnapshot } = await import('../../src/wireshark/discovery.ts');
     writeSnapshot(cachePath(loadSettings()), {
       time: Date.now(),
       context: 'c',

@@ -2,16 +2,16 @@ import { createWriteStream, write, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { isatty } from 'node:tty';
 import yargs from 'yargs';
-import { checkMaxSeconds, loggerFromOptions } from './capture/extcap-provider.ts';
 import {
   type CaptureRequest,
   combineFilters,
   DEFAULTS,
   PID_LOOKUPS,
   type PidLookup,
-} from './capture/request.ts';
-import { errorLine, KubedumpError } from './errors.ts';
-import { VERSION } from './version.ts';
+} from '../capture/request.ts';
+import { errorLine, KubedumpError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import { checkMaxSeconds, loggerFromOptions } from '../wireshark/provider.ts';
 
 // The command-line face: `kubedump capture POD ...` for terminals and scripts
 // (`-w - | tshark -r -`), plus install, uninstall and version.
@@ -103,7 +103,7 @@ async function capture(args: Record<string, unknown>, signal: AbortSignal): Prom
   const onProgress = progressPrinter();
   // Loaded here, not at startup: it brings the Kubernetes client, which
   // version, install and --help do not need.
-  const { finishOutput, runCapture } = await import('./capture/session.ts');
+  const { finishOutput, runCapture } = await import('../capture/session.ts');
   try {
     const summary = await runCapture(request, output, signal, {
       log,
@@ -266,7 +266,7 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
           .option('kubeconfig', { type: 'string', describe: 'kubeconfig file' }),
       (args) =>
         run(
-          import('./capture/cleanup.ts').then((m) =>
+          import('./cleanup.ts').then((m) =>
             m.cleanupCommand({
               kubeconfig: args.kubeconfig,
               context: args.context,

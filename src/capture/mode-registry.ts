@@ -1,4 +1,4 @@
-import type { CaptureMode } from './mode.ts';
+import type { CaptureMode } from './capture-mode.ts';
 import { privilegedMode } from './privileged.ts';
 import { unprivilegedMode } from './unprivileged.ts';
 

@@ -1,6 +1,13 @@
 import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import {
+  type CaptureRequest,
+  combineFilters,
+  DEFAULTS,
+  PID_LOOKUPS,
+  type PidLookup,
+} from '../capture/request.ts';
 import { KubedumpError } from '../errors.ts';
 import { booleanOption } from '../extcap/argv.ts';
 import type { CaptureCall, ExtcapProvider } from '../extcap/dispatcher.ts';
@@ -18,13 +25,6 @@ import {
   readSnapshot,
   refreshInBackground,
 } from './discovery.ts';
-import {
-  type CaptureRequest,
-  combineFilters,
-  DEFAULTS,
-  PID_LOOKUPS,
-  type PidLookup,
-} from './request.ts';
 
 // Wireshark's view of kubedump: interfaces are pods, the options dialog picks
 // the cluster, pod and mode, and a capture runs a CaptureSession.
