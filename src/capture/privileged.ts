@@ -20,6 +20,7 @@ import {
   helperPodSpec,
   isKubedumpHelper,
 } from './helper-spec.ts';
+import { optionRow } from './options.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
@@ -31,7 +32,7 @@ import { ensureTcpdump } from './upload.ts';
 // target's network namespace with `nsenter -t PID -n`. Nothing is needed in
 // the target container, so distroless and non-root pods can be captured.
 
-export const DEFAULT_HELPER_TIMEOUT_S = 60;
+const DEFAULT_HELPER_TIMEOUT_S = optionRow('helperTimeout').default as number;
 /** How long the stop may wait for the helper pod to disappear. */
 const DELETE_WAIT_MS = 1200;
 /** The sweep of abandoned helpers runs beside the helper's start, never longer than this. */

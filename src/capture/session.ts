@@ -16,7 +16,8 @@ import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pca
 import { PcapFramer } from '../pcap/framer.ts';
 import type { ModeContext, Placement, TargetContainer } from './capture-mode.ts';
 import { CAPTURE_MODES } from './mode-registry.ts';
-import { type CaptureRequest, validateRequest } from './request.ts';
+import { validateRequest } from './options.ts';
+import type { CaptureRequest } from './request.ts';
 import { hostNetnsRefusal } from './runtimes/netns-guard.ts';
 import {
   isTcpdumpChatter,

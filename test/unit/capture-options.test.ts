@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { validateRequest } from '../../src/capture/request.ts';
+import { validateRequest } from '../../src/capture/options.ts';
 import {
   parsePidLine,
   tcpdumpArgv,
@@ -9,12 +9,8 @@ import {
 } from '../../src/capture/tcpdump-command.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { renderArgs } from '../../src/extcap/sentences.ts';
-import {
-  configArgs,
-  interfaceName,
-  parseInterfaceName,
-  requestFromOptions,
-} from '../../src/wireshark/provider.ts';
+import { configArgs, requestFromOptions } from '../../src/wireshark/dialog.ts';
+import { interfaceName, parseInterfaceName } from '../../src/wireshark/interfaces.ts';
 
 test('interface names round-trip, pod names may hold dots', () => {
   assert.equal(interfaceName('demo', 'web.v1'), 'kubedump.demo.web.v1');

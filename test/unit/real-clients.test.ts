@@ -17,12 +17,10 @@ import {
   requireRunning,
   selectableContainers,
 } from '../../src/kube/pods.ts';
+import { openLog } from '../../src/log.ts';
+import { requestFromOptions } from '../../src/wireshark/dialog.ts';
 import { loadSettings, podsForInterfaces } from '../../src/wireshark/discovery.ts';
-import {
-  kubedumpProvider,
-  loggerFromOptions,
-  requestFromOptions,
-} from '../../src/wireshark/provider.ts';
+import { kubedumpProvider } from '../../src/wireshark/provider.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `kubedump-${name}-`));
@@ -304,7 +302,7 @@ test('a log file that cannot be opened is one clear line', () => {
   for (const file of [dir, join(locked, 'sub', 'kubedump.log')]) {
     if (process.getuid?.() === 0 && file !== dir) continue; // root writes anywhere
     assert.throws(
-      () => loggerFromOptions(new Map([['log-file', file]])),
+      () => openLog({ file }),
       (e: KubedumpError) =>
         e.code === 'LOG_FILE' && e.line.startsWith(`cannot open the log file ${file} (`),
     );
