@@ -6,10 +6,10 @@
 import { writeSync } from 'node:fs';
 import { errorLine } from './errors.ts';
 import { isExtcapArgv } from './extcap/argv.ts';
-import type { captureToOutput } from './wireshark/capture-to-fifo.ts';
+import type { captureToFifo } from './wireshark/capture-to-fifo.ts';
 import { REFRESH_ARG } from './wireshark/discovery.ts';
 
-type CaptureFn = typeof captureToOutput;
+type CaptureFn = typeof captureToFifo;
 
 /** Writes all of `text` to a file descriptor before returning (pipes may be non-blocking). */
 function writeAll(fd: number, text: string): void {
@@ -53,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
     // The capture path loads the Kubernetes client: only a capture imports it,
     // so discovery and config answers start without compiling it.
     const capture: CaptureFn = async (...args) =>
-      (await import('./wireshark/capture-to-fifo.ts')).captureToOutput(...args);
+      (await import('./wireshark/capture-to-fifo.ts')).captureToFifo(...args);
     return runExtcap(
       argv,
       kubedumpProvider({ capture }),

@@ -7,7 +7,7 @@ import { unprivilegedMode } from './unprivileged.ts';
 export type ModeName = CaptureMode['name'];
 export type ModeRegistry = Readonly<Record<ModeName, CaptureMode>>;
 
-export const CAPTURE_MODES: ModeRegistry = {
+export const MODES: ModeRegistry = {
   unprivileged: unprivilegedMode,
   privileged: privilegedMode,
 };

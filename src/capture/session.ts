@@ -15,7 +15,7 @@ import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
 import type { ModeContext, Placement, TargetContainer } from './capture-mode.ts';
-import { CAPTURE_MODES } from './mode-registry.ts';
+import { MODES } from './mode-registry.ts';
 import { validateRequest } from './options.ts';
 import type { CaptureRequest } from './request.ts';
 import { hostNetnsRefusal } from './runtimes/netns-guard.ts';
@@ -112,7 +112,7 @@ async function capture(
     nodeName: picked.nodeName,
     hostNetwork: picked.hostNetwork,
   };
-  const mode = CAPTURE_MODES[request.privileged ? 'privileged' : 'unprivileged'];
+  const mode = MODES[request.privileged ? 'privileged' : 'unprivileged'];
 
   const stopping = new AbortController();
   // One deadline for every cleanup step, fixed when the stop comes.

@@ -4,7 +4,7 @@ import type { CaptureCall } from '../extcap/dispatcher.ts';
 import type { Logger } from '../log.ts';
 
 /** Runs a capture into Wireshark's fifo. */
-export async function captureToOutput(
+export async function captureToFifo(
   request: CaptureRequest,
   call: CaptureCall,
   log: Logger,
