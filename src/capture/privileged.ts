@@ -21,10 +21,10 @@ import {
   isKubedumpHelper,
 } from './helper-spec.ts';
 import { optionRow } from './options.ts';
+import { netnsGuardPrefix } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
-import { netnsGuardPrefix } from './runtimes/netns-guard.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)

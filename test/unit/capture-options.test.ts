@@ -1,12 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { validateRequest } from '../../src/capture/options.ts';
-import {
-  parsePidLine,
-  tcpdumpArgv,
-  tcpdumpFailure,
-  withWatchdog,
-} from '../../src/capture/tcpdump-command.ts';
+import { parsePidLine, withWatchdog } from '../../src/capture/remote-scripts.ts';
+import { tcpdumpArgv, tcpdumpFailure } from '../../src/capture/tcpdump-command.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { renderArgs } from '../../src/extcap/sentences.ts';
 import { configArgs, requestFromOptions } from '../../src/wireshark/dialog.ts';
