@@ -180,8 +180,9 @@ async function removeHelper(kc: KubeConfig, helper: PodRef, log: Logger): Promis
 /** One clear line for a helper pod the API server refused. */
 export function creationFailure(error: unknown, namespace: string): KubedumpError {
   if (!(error instanceof KubedumpError)) return error as KubedumpError;
-  const said = error.message.replace(/^.*?: forbidden: /, '');
-  if (error.code === 'FORBIDDEN' && /violates PodSecurity/.test(error.message)) {
+  // The server's own words when its Status came with the error.
+  const said = error.status?.message ?? error.message.replace(/^.*?: forbidden: /, '');
+  if (error.code === 'FORBIDDEN' && /violates PodSecurity/.test(said)) {
     const violations = /violates PodSecurity (.*)$/.exec(said)?.[1] ?? said;
     return new KubedumpError(
       'POD_SECURITY',
@@ -195,7 +196,7 @@ export function creationFailure(error: unknown, namespace: string): KubedumpErro
   if (error.code === 'FORBIDDEN') {
     return new KubedumpError(
       'RBAC_CREATE_PODS',
-      `not allowed to create pods in namespace "${namespace}" (RBAC: ${said})`,
+      `not allowed to create pods in namespace "${namespace}" (RBAC: ${error.message.replace(/^.*?: forbidden: /, '')})`,
       {
         hint: `ask for the RBAC permission "create pods" in namespace ${namespace}, or use --helper-namespace with a namespace where you have it`,
         cause: error,
@@ -205,7 +206,7 @@ export function creationFailure(error: unknown, namespace: string): KubedumpErro
   if (error.code === 'INVALID') {
     return new KubedumpError(
       'HELPER_REJECTED',
-      `the cluster refuses the privileged helper pod in namespace "${namespace}": ${error.message.replace(/^.*?rejected as invalid: /, '')}`,
+      `the cluster refuses the privileged helper pod in namespace "${namespace}": ${error.status?.message ?? error.message.replace(/^.*?rejected as invalid: /, '')}`,
       {
         hint: 'a policy forbids privileged or hostPID pods there; use --helper-namespace with a namespace that allows them',
         cause: error,

@@ -214,6 +214,8 @@ for (const [name, shell] of SHELLS) {
       child.stdin?.write(Buffer.alloc(100)); // and then nothing, the stream still open
       assert.ok(await gone(child, exited, 16_000), 'the upload waits forever');
       assert.equal(child.exitCode === 0, false);
+      // The watchdog removes the directory beside the upload's own exit: allow it a moment.
+      for (let i = 0; i < 40 && existsSync(d); i++) await sleep(50);
       assert.ok(!existsSync(d), 'the partial upload is left');
     });
   });
