@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cachePath, discover, loadSettings, writeSnapshot } from '../../src/capture/discovery.ts';
+import { cachePath, discover, loadSettings, writeSnapshot } from '../../src/wireshark/discovery.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
 function kubeconfigFor(port: number, dir: string): string {
