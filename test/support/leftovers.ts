@@ -74,6 +74,17 @@ export function allRemoteTcpdumps(): string[] {
     .map((p) => `PID ${p.pid} (${p.nsPid} in ${p.pidNs}) ${p.argv0}`);
 }
 
+/** Waits until no uploaded tcpdump runs anywhere on this machine; fails naming those that do. */
+export async function untilNoRemoteTcpdump(ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  let running = allRemoteTcpdumps();
+  while (running.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    running = allRemoteTcpdumps();
+  }
+  assert.deepEqual(running, [], `an uploaded tcpdump still runs ${ms} ms later`);
+}
+
 /** The PID namespace of a pod's container, as the processes kubectl exec starts see it. */
 export async function podPidNamespace(
   kubeconfig: string,
