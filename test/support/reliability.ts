@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BUILT, run } from './kubedump.ts';
+import { assertBuiltIsCurrent, BUILT, run } from './kubedump.ts';
 import { HOST_PID_NS, reportedPids, tcpdumpRuns as runsIn } from './leftovers.ts';
 import { kubectl } from './real-cluster.ts';
 
@@ -18,6 +18,9 @@ import { kubectl } from './real-cluster.ts';
 // the background with its debug log, the remote tcpdump seen from this
 // machine's process table, capture files read back by tshark, a loopback TCP
 // proxy with fault switches, and a restart of the real API server alone.
+
+// The reliability suite runs the built executable: it must be current.
+assertBuiltIsCurrent();
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
