@@ -33,6 +33,30 @@ export async function timed(argv: readonly string[], env?: NodeJS.ProcessEnv): P
   return (await must(argv, env ? { env } : {})).ms;
 }
 
+/**
+ * Runs every contender once per round: one warm-up round that is discarded,
+ * then `runs` rounds, each round in the opposite order of the one before so
+ * that neither side always runs first (on a warmer or a colder machine).
+ * A contender returns one time, or several named times (e.g. cold, then warm).
+ */
+export async function interleaved(
+  runs: number,
+  contenders: Record<string, () => Promise<number | Record<string, number>>>,
+): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = {};
+  const names = Object.keys(contenders);
+  for (let round = -1; round < runs; round++) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const name of order) {
+      const got = await (contenders[name] as () => Promise<number | Record<string, number>>)();
+      if (round < 0) continue;
+      const named = typeof got === 'number' ? { [name]: got } : got;
+      for (const [key, value] of Object.entries(named)) (times[key] ??= []).push(value);
+    }
+  }
+  return times;
+}
+
 export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   if (s.length === 0) return Number.NaN;
