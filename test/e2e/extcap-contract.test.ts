@@ -175,7 +175,7 @@ describe('extcap contract of the built executable', () => {
     // The whole line: what was not found, and what to do.
     assert.match(
       capture.stderr(),
-      /^kubedump: pod "no-such-pod" not found in namespace "demo": list the pods with: kubectl get pods -n demo\n$/,
+      /^pod "no-such-pod" not found in namespace "demo": list the pods with: kubectl get pods -n demo\n$/,
     );
   });
 

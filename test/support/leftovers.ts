@@ -23,6 +23,8 @@ interface Proc {
   nsPid: number;
   comm: string;
   argv0: string;
+  /** The executable's path as the process's own root sees it ('' when unreadable). */
+  exe: string;
 }
 
 function processes(): Proc[] {
@@ -39,6 +41,7 @@ function processes(): Proc[] {
         nsPid: Number(nspid.at(-1)),
         comm: /^Name:\s+(.*)$/m.exec(status)?.[1] ?? '',
         argv0: readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')[0] ?? '',
+        exe: exeOf(entry),
       });
     } catch {
       // Gone while we looked.
@@ -47,12 +50,25 @@ function processes(): Proc[] {
   return out;
 }
 
+function exeOf(pid: string): string {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '');
+  } catch {
+    return '';
+  }
+}
+
+/** A path of the uploaded tcpdump: kubedump-tcpdump-<sha>, or a tcpdump in a directory named for kubedump. */
+const UPLOADED = /(^|\/)kubedump-tcpd[^/]*$|kubedump[^/]*\/[^/]*tcpdump[^/]*$/;
+
 /**
- * The uploaded tcpdump: named kubedump-tcpdump-<sha> (comm is cut to 15
- * characters), or any tcpdump that runs from a directory named for kubedump.
+ * The uploaded tcpdump: its name (comm, cut to 15 characters, or argv[0])
+ * says so, and so does the executable the kernel runs, so a script or a
+ * shell that merely carries the name is not counted.
  */
-export function isUploadedTcpdump(p: Pick<Proc, 'comm' | 'argv0'>): boolean {
-  return p.comm.startsWith('kubedump-tcpd') || /kubedump[^/]*\/[^/]*tcpdump[^/]*$/.test(p.argv0);
+export function isUploadedTcpdump(p: Pick<Proc, 'comm' | 'argv0' | 'exe'>): boolean {
+  const named = p.comm.startsWith('kubedump-tcpd') || UPLOADED.test(p.argv0);
+  return named && (p.exe === '' || UPLOADED.test(p.exe));
 }
 
 /** A remote tcpdump a run reported: its PID as the run saw it, in the namespace it lives in. */
@@ -71,7 +87,10 @@ export function tcpdumpRuns(t: RemoteTcpdump): boolean {
 export function allRemoteTcpdumps(): string[] {
   return processes()
     .filter(isUploadedTcpdump)
-    .map((p) => `PID ${p.pid} (${p.nsPid} in ${p.pidNs}) ${p.argv0}`);
+    .map(
+      (p) =>
+        `PID ${p.pid} (${p.nsPid} in ${p.pidNs}) comm ${p.comm} exe ${p.exe || '?'} argv0 ${p.argv0}`,
+    );
 }
 
 /** Waits until no uploaded tcpdump runs anywhere on this machine; fails naming those that do. */
