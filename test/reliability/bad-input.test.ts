@@ -289,6 +289,9 @@ describe('filter strings with shell syntax, both modes, on the emulated cluster'
 
   for (const mode of ['unprivileged', 'privileged'] as const) {
     test(`${mode}: each filter is a clear error or a correct capture, never a command`, async () => {
+      // No canary from an earlier test: each mode is judged on its own runs.
+      rmSync(CANARY, { force: true });
+      assert.equal((await exec('web', 'rm', '-f', CANARY)).code, 0);
       let captured = 0;
       let refused = 0;
       for (const [i, filter] of FILTERS.entries()) {
