@@ -51,7 +51,9 @@ export async function interleaved(
       const got = await (contenders[name] as () => Promise<number | Record<string, number>>)();
       if (round < 0) continue;
       const named = typeof got === 'number' ? { [name]: got } : got;
-      for (const [key, value] of Object.entries(named)) (times[key] ??= []).push(value);
+      for (const [key, value] of Object.entries(named)) {
+        times[key] = [...(times[key] ?? []), value];
+      }
     }
   }
   return times;
