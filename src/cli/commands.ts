@@ -98,7 +98,11 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
     .demandCommand(1, 'name a command, e.g. kubedump capture POD -w -')
     .strict()
     .fail((message, error) => {
-      throw error ?? new KubedumpError('BAD_INPUT', message, { hint: 'see kubedump --help' });
+      // yargs' own complaints (YError) are bad input too, never "unexpected".
+      if (error && error.name !== 'YError') throw error;
+      throw new KubedumpError('BAD_INPUT', message ?? error?.message ?? 'bad arguments', {
+        hint: 'see kubedump --help',
+      });
     })
     .help()
     .parseAsync();

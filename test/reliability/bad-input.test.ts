@@ -170,7 +170,7 @@ describe('bad extcap and CLI input on the real cluster', () => {
       [['capture', 'web', '--frobnicate'], /Unknown argument: frobnicate: see kubedump --help$/],
       [
         ['capture', 'web', '--max-packets', 'many'],
-        /packet limit "NaN" is not valid: a whole number ≥ 0: check the packet limit$/,
+        /--max-packets "many" is not a whole number: give --max-packets a number such as 0$/,
       ],
       [
         ['capture', 'web', '-n', 'demo', '-i', NON_ASCII],

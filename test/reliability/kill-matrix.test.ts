@@ -202,14 +202,15 @@ describe('kill matrix on the emulated cluster', () => {
           if (phase === 'pending') await emulator.api.setFaults({ keepPending: 'Unschedulable' });
           if (phase === 'uploading') proxy.throttle(400_000);
           const load = phase === 'load' ? startLoad(8) : undefined;
-          const base = {
-            upload: proxy.upstreamBytes,
-            requests: emulator.api.cluster.requestsReceived,
-          };
+          // Before the counters below: this look is itself a request to the API server.
           const uploadsBefore =
             mode === 'unprivileged'
               ? ((await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web')) ?? [])
               : [];
+          const base = {
+            upload: proxy.upstreamBytes,
+            requests: emulator.api.cluster.requestsReceived,
+          };
           let bg: Background & { save?: (file: string) => Promise<number> };
           if (signal === 'SIGTERM') {
             bg = extcapIntoFifo(
