@@ -4,6 +4,7 @@ import {
   closeSync,
   createReadStream,
   existsSync,
+  constants as fsConstants,
   openSync,
   readFileSync,
   writeFileSync,
@@ -99,6 +100,18 @@ export function extcapIntoFifo(dir: string, args: string[], env: NodeJS.ProcessE
   reader.on('data', (c) => chunks.push(c as Buffer));
   reader.on('error', () => {});
   const closed = new Promise<void>((r) => reader.once('close', () => r()));
+  // A kubedump that died before opening the fifo would leave the reader's
+  // open() blocked forever (and this test process with it): be its writer.
+  let opened = false;
+  reader.once('open', () => (opened = true));
+  void bg.exited.then(() => {
+    if (opened) return;
+    try {
+      closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+    } catch {
+      // the reader is gone already
+    }
+  });
   return {
     ...bg,
     /** Waits for the reader to see EOF, then writes what it read to `file`. */
