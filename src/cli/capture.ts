@@ -16,12 +16,10 @@ import { fdStream } from './fd-output.ts';
 // options table, plus where the packets go (-w).
 
 function yargsOption(row: OptionRow): Options {
-  // Counts get no yargs type: the table's parser checks them and can then say
+  // Counts are text to yargs: the table's parser checks them and can then say
   // what the user typed ("many"), where yargs' number type would make it NaN.
-  const option: Options =
-    row.kind === 'count'
-      ? { requiresArg: true }
-      : { type: row.kind === 'flag' ? 'boolean' : 'string' };
+  const option: Options = { type: row.kind === 'flag' ? 'boolean' : 'string' };
+  if (row.kind === 'count') option.requiresArg = true;
   if (row.cli.alias) option.alias = row.cli.alias;
   if (row.choices) option.choices = [...row.choices];
   if (row.default !== undefined && row.default !== '') option.default = row.default;
