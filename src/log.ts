@@ -1,5 +1,7 @@
 import { closeSync, fchmodSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { KubedumpError } from './errors.ts';
+import { currentHost, defaultLogFile as platformLogFile } from './platform-paths.ts';
 
 // A small leveled logger that writes one JSON line per entry to a file
 // created 0600. In extcap mode stderr is Wireshark's error channel, so logs
@@ -86,4 +88,27 @@ export function fileLogger(path: string, level: Level): Logger {
       open = false;
     },
   };
+}
+
+export function defaultLogFile(): string {
+  return platformLogFile(currentHost());
+}
+
+/** The log a capture's options ask for: none unless a level or a file is given. */
+export function openLog(settings: {
+  level?: Level | undefined;
+  file?: string | undefined;
+}): Logger {
+  const { level, file } = settings;
+  if (!level && !file) return silentLogger;
+  const path = file ?? defaultLogFile();
+  try {
+    return fileLogger(path, level ?? 'info');
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new KubedumpError('LOG_FILE', `cannot open the log file ${path} (${why})`, {
+      hint: 'pick a log file in a directory you can write, or leave the log file empty',
+      cause: error,
+    });
+  }
 }

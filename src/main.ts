@@ -4,12 +4,12 @@
 // to the extcap dispatcher; everything else is the CLI.
 
 import { writeSync } from 'node:fs';
-import { REFRESH_ARG } from './capture/discovery.ts';
-import type { captureToOutput } from './capture/run.ts';
 import { errorLine } from './errors.ts';
 import { isExtcapArgv } from './extcap/argv.ts';
+import type { captureToFifo } from './wireshark/capture-to-fifo.ts';
+import { REFRESH_ARG } from './wireshark/discovery.ts';
 
-type CaptureFn = typeof captureToOutput;
+type CaptureFn = typeof captureToFifo;
 
 /** Writes all of `text` to a file descriptor before returning (pipes may be non-blocking). */
 function writeAll(fd: number, text: string): void {
@@ -44,16 +44,16 @@ async function main(argv: string[]): Promise<number> {
   if (argv[0] === REFRESH_ARG) {
     // The detached listing started by a late --extcap-interfaces: bounded, silent.
     setTimeout(() => process.exit(1), 60_000).unref();
-    return (await import('./capture/discovery.ts')).refreshCache();
+    return (await import('./wireshark/discovery.ts')).refreshCache();
   }
   const signal = stopSignal();
   if (isExtcapArgv(argv)) {
     const { runExtcap } = await import('./extcap/dispatcher.ts');
-    const { kubedumpProvider } = await import('./capture/extcap-provider.ts');
+    const { kubedumpProvider } = await import('./wireshark/provider.ts');
     // The capture path loads the Kubernetes client: only a capture imports it,
     // so discovery and config answers start without compiling it.
     const capture: CaptureFn = async (...args) =>
-      (await import('./capture/run.ts')).captureToOutput(...args);
+      (await import('./wireshark/capture-to-fifo.ts')).captureToFifo(...args);
     return runExtcap(
       argv,
       kubedumpProvider({ capture }),
@@ -65,7 +65,7 @@ async function main(argv: string[]): Promise<number> {
       signal,
     );
   }
-  const { runCli } = await import('./cli.ts');
+  const { runCli } = await import('./cli/commands.ts');
   return runCli(argv, signal);
 }
 

@@ -8,7 +8,10 @@ export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const KUBEDUMP = join(ROOT, 'extcap', 'kubedump');
 export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
 export const KUBECTL = '/usr/bin/kubectl';
-export const REAL_KUBECONFIG = '/var/lib/kubedump-k8s/kubeconfig';
+/** scripts/local-k8s's kubeconfig, found the way that script finds its run directory. */
+export const REAL_KUBECONFIG =
+  process.env.KUBEDUMP_REAL_KUBECONFIG ||
+  join(process.env.KUBEDUMP_K8S_DIR || '/var/lib/kubedump-k8s', 'kubeconfig');
 
 // The same process runner as the tests use.
 export { type Ran, run };
@@ -28,6 +31,32 @@ export async function must(
 /** Times a command (wall clock, spawn to exit); throws on failure. */
 export async function timed(argv: readonly string[], env?: NodeJS.ProcessEnv): Promise<number> {
   return (await must(argv, env ? { env } : {})).ms;
+}
+
+/**
+ * Runs every contender once per round: one warm-up round that is discarded,
+ * then `runs` rounds, each round in the opposite order of the one before so
+ * that neither side always runs first (on a warmer or a colder machine).
+ * A contender returns one time, or several named times (e.g. cold, then warm).
+ */
+export async function interleaved(
+  runs: number,
+  contenders: Record<string, () => Promise<number | Record<string, number>>>,
+): Promise<Record<string, number[]>> {
+  const times: Record<string, number[]> = {};
+  const names = Object.keys(contenders);
+  for (let round = -1; round < runs; round++) {
+    const order = round % 2 === 0 ? names : [...names].reverse();
+    for (const name of order) {
+      const got = await (contenders[name] as () => Promise<number | Record<string, number>>)();
+      if (round < 0) continue;
+      const named = typeof got === 'number' ? { [name]: got } : got;
+      for (const [key, value] of Object.entries(named)) {
+        times[key] = [...(times[key] ?? []), value];
+      }
+    }
+  }
+  return times;
 }
 
 export function median(xs: readonly number[]): number {

@@ -83,7 +83,8 @@ try {
 }
 
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
-const output = `${table(rows)}\n\nMedians of ${runs} interleaved runs; ${minutes} min.\n`;
+const single = only.has('4') || only.has('6') ? '; rows 4 and 6 are a single run each' : '';
+const output = `${table(rows)}\n\nMedians of ${runs} interleaved runs (rows 1–3: after a discarded warm-up round, alternating which contender goes first)${single}; ${minutes} min.\n`;
 process.stdout.write(output);
 
 if (values.readme) {

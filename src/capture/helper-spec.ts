@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { V1Pod } from '@kubernetes/client-node';
+import { HELPER_MAIN, helperMainArgv } from './remote-scripts.ts';
 
 // The privileged helper pod: pinned to the target's node, in the host's PID
 // namespace, privileged, with the node's root mounted read-only at /host (for
@@ -34,14 +35,6 @@ export const HELPER_IDLE_SECONDS = 30;
  */
 export const PENDING_MARGIN_MS = 30_000;
 const LONGEST_START_TIMEOUT_S = 3600;
-
-// The helper's main process. Constant text; $1 is the heartbeat file, $2 the
-// idle limit in seconds.
-export const HELPER_MAIN = `b=$1; last=; m=0
-while [ $m -lt "$2" ]; do
-  sleep 5; v=; read -r v <"$b" 2>/dev/null
-  if [ "$v" != "$last" ]; then last=$v; m=0; else m=$((m+5)); fi
-done`;
 
 export interface HelperSpecInput {
   name: string;
@@ -110,7 +103,7 @@ export function helperPodSpec(input: HelperSpecInput): V1Pod {
 }
 
 export function helperCommand(idleSeconds: number): string[] {
-  return ['sh', '-c', HELPER_MAIN, 'sh', HELPER_HEARTBEAT, String(idleSeconds)];
+  return helperMainArgv(HELPER_HEARTBEAT, idleSeconds);
 }
 
 /**

@@ -10,6 +10,7 @@ import {
   waitUntilRunning,
 } from '../kube/helper-pod.ts';
 import type { Logger } from '../log.ts';
+import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
 import {
   abandonedBecause,
   HELPER_CONTAINER,
@@ -19,11 +20,11 @@ import {
   helperPodSpec,
   isKubedumpHelper,
 } from './helper-spec.ts';
-import type { CaptureMode, ModeContext, Placement } from './mode.ts';
+import { optionRow } from './options.ts';
+import { netnsGuardPrefix } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
-import { netnsGuardPrefix } from './runtimes/netns-guard.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)
@@ -31,7 +32,7 @@ import { ensureTcpdump } from './upload.ts';
 // target's network namespace with `nsenter -t PID -n`. Nothing is needed in
 // the target container, so distroless and non-root pods can be captured.
 
-export const DEFAULT_HELPER_TIMEOUT_S = 60;
+const DEFAULT_HELPER_TIMEOUT_S = optionRow('helperTimeout').default as number;
 /** How long the stop may wait for the helper pod to disappear. */
 const DELETE_WAIT_MS = 1200;
 /** The sweep of abandoned helpers runs beside the helper's start, never longer than this. */
@@ -179,8 +180,9 @@ async function removeHelper(kc: KubeConfig, helper: PodRef, log: Logger): Promis
 /** One clear line for a helper pod the API server refused. */
 export function creationFailure(error: unknown, namespace: string): KubedumpError {
   if (!(error instanceof KubedumpError)) return error as KubedumpError;
-  const said = error.message.replace(/^.*?: forbidden: /, '');
-  if (error.code === 'FORBIDDEN' && /violates PodSecurity/.test(error.message)) {
+  // The server's own words when its Status came with the error.
+  const said = error.status?.message ?? error.message.replace(/^.*?: forbidden: /, '');
+  if (error.code === 'FORBIDDEN' && /violates PodSecurity/.test(said)) {
     const violations = /violates PodSecurity (.*)$/.exec(said)?.[1] ?? said;
     return new KubedumpError(
       'POD_SECURITY',
@@ -194,7 +196,7 @@ export function creationFailure(error: unknown, namespace: string): KubedumpErro
   if (error.code === 'FORBIDDEN') {
     return new KubedumpError(
       'RBAC_CREATE_PODS',
-      `not allowed to create pods in namespace "${namespace}" (RBAC: ${said})`,
+      `not allowed to create pods in namespace "${namespace}" (RBAC: ${error.message.replace(/^.*?: forbidden: /, '')})`,
       {
         hint: `ask for the RBAC permission "create pods" in namespace ${namespace}, or use --helper-namespace with a namespace where you have it`,
         cause: error,
@@ -204,7 +206,7 @@ export function creationFailure(error: unknown, namespace: string): KubedumpErro
   if (error.code === 'INVALID') {
     return new KubedumpError(
       'HELPER_REJECTED',
-      `the cluster refuses the privileged helper pod in namespace "${namespace}": ${error.message.replace(/^.*?rejected as invalid: /, '')}`,
+      `the cluster refuses the privileged helper pod in namespace "${namespace}": ${error.status?.message ?? error.message.replace(/^.*?rejected as invalid: /, '')}`,
       {
         hint: 'a policy forbids privileged or hostPID pods there; use --helper-namespace with a namespace that allows them',
         cause: error,

@@ -14,19 +14,19 @@ import {
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
-import type { ModeContext, Placement, TargetContainer } from './mode.ts';
-import { CAPTURE_MODES } from './modes.ts';
-import { type CaptureRequest, validateRequest } from './request.ts';
-import { hostNetnsRefusal } from './runtimes/netns-guard.ts';
+import type { ModeContext, Placement, TargetContainer } from './capture-mode.ts';
+import { MODES } from './mode-registry.ts';
+import { validateRequest } from './options.ts';
 import {
-  isTcpdumpChatter,
+  hostNetnsRefusal,
   KEEPALIVE_MS,
+  killArgv,
   parsePidLine,
   STOP_LINE,
-  tcpdumpArgv,
-  tcpdumpFailure,
   withWatchdog,
-} from './tcpdump-command.ts';
+} from './remote-scripts.ts';
+import type { CaptureRequest } from './request.ts';
+import { isTcpdumpChatter, tcpdumpArgv, tcpdumpFailure } from './tcpdump-command.ts';
 
 // One capture: resolve the target, let the mode place tcpdump, stream its
 // pcap output as whole records into the sink, and on any stop undo exactly
@@ -111,7 +111,7 @@ async function capture(
     nodeName: picked.nodeName,
     hostNetwork: picked.hostNetwork,
   };
-  const mode = CAPTURE_MODES[request.privileged ? 'privileged' : 'unprivileged'];
+  const mode = MODES[request.privileged ? 'privileged' : 'unprivileged'];
 
   const stopping = new AbortController();
   // One deadline for every cleanup step, fixed when the stop comes.
@@ -177,8 +177,10 @@ async function capture(
     const stopRemote = () => {
       stoppingRemote ??= (async () => {
         void send(STOP_LINE);
+        // Ended means the remote process said so (a status); a stream that
+        // was cut says nothing of the process, which may still run.
         const ended = await Promise.race([
-          session.result.then(() => true),
+          session.result.then((r) => r.exitCode !== null || r.message !== undefined),
           sleep(KILL_AFTER_MS).then(() => false),
         ]);
         if (!ended && pid !== undefined) await killProcess(kc, placement, pid, log, deadline());
@@ -303,13 +305,6 @@ function isClosedOutput(error: unknown): boolean {
   );
 }
 
-// Kill politely, then by force, and confirm; only a process that is still our
-// tcpdump (PIDs get reused). The script is constant text.
-const KILL = `c=; read -r c </proc/"$1"/comm 2>/dev/null; case $c in kubedump-tcpd*) ;; *) exit 0 ;; esac
-kill "$1" 2>/dev/null || exit 0
-i=0; while kill -0 "$1" 2>/dev/null && [ $i -lt 10 ]; do sleep 0.1; i=$((i+1)); done
-kill -9 "$1" 2>/dev/null; exit 0`;
-
 async function killProcess(
   kc: Parameters<typeof execCollect>[0],
   placement: Placement,
@@ -319,7 +314,7 @@ async function killProcess(
 ) {
   const result = await execCollect(kc, {
     ...placement.exec,
-    command: ['sh', '-c', KILL, 'sh', String(pid)],
+    command: killArgv(pid),
     signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
   });
   log.info('remote tcpdump killed by PID', { pid, exitCode: result.exitCode });

@@ -1,4 +1,4 @@
-import type { CaptureMode, ModeContext, Placement } from './mode.ts';
+import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Unprivileged mode: tcpdump runs inside the target container itself, as the

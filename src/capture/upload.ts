@@ -5,6 +5,16 @@ import { KubedumpError } from '../errors.ts';
 import { type ExecOptions, execCollect } from '../kube/exec.ts';
 import type { Logger } from '../log.ts';
 import { type Arch, archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpdump/index.ts';
+import {
+  binaryName,
+  extractArgv,
+  isPrivateDir,
+  PRIVATE_DIR_PREFIX,
+  type ProbeResult,
+  parseProbe,
+  probeArgv,
+  UPLOAD_DIRS,
+} from './remote-scripts.ts';
 
 // Puts the static tcpdump into a container, in a directory of its own: other
 // processes in the pod (another user, or anything that can write to a shared
@@ -15,120 +25,10 @@ import { type Arch, archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpd
 // the CPU architecture and whether tar exists. Every command is argv; the
 // scripts are constant text.
 
-export const UPLOAD_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run', '/home', '/'];
-
-/** The private directory of one run; `.kubedump-keep-UID` when the binary is kept. */
-export const PRIVATE_DIR_PREFIX = '.kubedump-';
-
-// $1 tag (random), $2 keep (yes/no), $3..$6 name and sha256 for amd64, arm64.
-// A kept directory is trusted only when it is ours, not a link, and 0700.
-const PROBE = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; shift 6
-arch=$(uname -m 2>/dev/null)
-case $arch in x86_64|amd64) name=$n64; sum=$s64 ;; aarch64|arm64) name=$na; sum=$sa ;; *) name=; sum= ;; esac
-if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
-for d in "$@"; do
-  [ -d "$d" ] && [ -w "$d" ] || continue
-  p=; b=\${d%/}
-  if [ "$keep" = yes ] && u=$(id -u 2>/dev/null); then
-    k="$b/.kubedump-keep-$u"
-    if mkdir -m 700 "$k" 2>/dev/null; then p=$k
-    elif [ -d "$k" ] && [ ! -h "$k" ] && [ -O "$k" ]; then
-      m=$(ls -ld "$k" 2>/dev/null); case $m in drwx------*) p=$k ;; esac
-    fi
-    if [ -n "$p" ] && [ -n "$name" ] && [ -f "$p/$name" ] && command -v sha256sum >/dev/null 2>&1; then
-      s=$(sha256sum "$p/$name" 2>/dev/null); s=\${s%% *}
-      if [ "$s" = "$sum" ]; then echo "present $p $arch $tar"; exit 0; fi
-    fi
-  fi
-  if [ -z "$p" ]; then p="$b/.kubedump-$tag"; mkdir -m 700 "$p" 2>/dev/null || continue; fi
-  if printf '#!/bin/sh\\nexit 0\\n' >"$p/probe" 2>/dev/null && chmod 700 "$p/probe" 2>/dev/null && "$p/probe" 2>/dev/null; then
-    rm -f "$p/probe"; echo "absent $p $arch $tar"; exit 0
-  fi
-  rm -rf "$p" 2>/dev/null
-done
-echo "nowhere - $arch $tar"`;
-
-// $1 size, $2 the private directory, $3 the file's name, $4 tar (yes/no).
-// head stops after the payload's size, so the command ends and reports its
-// exit status even over exec v4, where stdin cannot be closed. If the
-// payload stops growing for 10 s (kubedump was killed or cut off mid-upload:
-// the exec's stdin then stays open forever), the upload removes itself and
-// its directory; so does a run's upload whose capture has not started
-// (no heartbeat file) 30 s later.
-const EXTRACT = `n=$1; d=$2; f=$3; p="$2/.upload"
-exec 3<&0
-head -c "$n" <&3 >"$p" 3<&- & h=$!
-exec 3<&-
-( last=; m=0
-  while sleep 2 && kill -0 $h 2>/dev/null; do
-    s=$(wc -c <"$p" 2>/dev/null)
-    if [ "$s" != "$last" ]; then last=$s; m=0; else m=$((m+2)); fi
-    if [ $m -ge 10 ]; then kill $h; rm -rf "$d"; break; fi
-  done ) </dev/null >/dev/null 2>&1 &
-k=$!
-wait $h; s=$?; kill $k 2>/dev/null
-[ $s -eq 0 ] && [ "$(wc -c <"$p")" -eq "$n" ] || { rm -f "$p"; exit 1; }
-if [ "$4" = yes ]; then tar -xf "$p" -C "$d" && rm -f "$p"
-else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi || exit 1
-case $d in */.kubedump-????????????????)
-  ( sleep 30; for h in "$d"/heartbeat-*; do [ -e "$h" ] && exit 0; done; rm -rf "$d" ) </dev/null >/dev/null 2>&1 &
-esac`;
-
-export interface ProbeResult {
-  state: 'present' | 'absent' | 'nowhere';
-  /** The private directory (created by the probe unless `nowhere`). */
-  dir: string;
-  arch: string;
-  hasTar: boolean;
-}
-
 export type ExecTarget = Pick<ExecOptions, 'namespace' | 'pod' | 'container'>;
 
 export function describeTarget(target: ExecTarget): string {
   return `pod ${target.namespace}/${target.pod}${target.container ? ` container ${target.container}` : ''}`;
-}
-
-export function parseProbe(output: string): ProbeResult | undefined {
-  const match = /^(present|absent|nowhere) (\S+) (\S*) (yes|no)$/m.exec(output);
-  if (!match) return undefined;
-  const dir = match[2] as string;
-  // Only a directory the probe made may be written to, executed from, removed.
-  if (match[1] !== 'nowhere' && !isPrivateDir(dir)) return undefined;
-  return {
-    state: match[1] as ProbeResult['state'],
-    dir,
-    arch: match[3] as string,
-    hasTar: match[4] === 'yes',
-  };
-}
-
-/** `<one of UPLOAD_DIRS>/.kubedump-<tag or keep-UID>`, nothing else. */
-export function isPrivateDir(dir: string): boolean {
-  const slash = dir.lastIndexOf('/');
-  const parent = dir.slice(0, slash) || '/';
-  const base = dir.slice(slash + 1);
-  return (
-    UPLOAD_DIRS.includes(parent) &&
-    /^\.kubedump-(keep-\d{1,10}|[0-9a-f]{16})$/.test(base) &&
-    !dir.startsWith('//')
-  );
-}
-
-export function probeArgv(tag: string, keep: boolean): string[] {
-  const { binaries } = tcpdumpManifest();
-  return [
-    'sh',
-    '-c',
-    PROBE,
-    'sh',
-    tag,
-    keep ? 'yes' : 'no',
-    binaryName(binaries.amd64.sha256),
-    binaries.amd64.sha256,
-    binaryName(binaries.arm64.sha256),
-    binaries.arm64.sha256,
-    ...UPLOAD_DIRS,
-  ];
 }
 
 export async function probeContainer(
@@ -171,10 +71,6 @@ export async function probeContainer(
   return probe;
 }
 
-export function extractArgv(size: number, dir: string, name: string, tar: boolean): string[] {
-  return ['sh', '-c', EXTRACT, 'sh', String(size), dir, name, tar ? 'yes' : 'no'];
-}
-
 /** A tar archive holding one executable file. */
 export async function tarOf(name: string, content: Buffer): Promise<Buffer> {
   const archive = pack();
@@ -212,11 +108,6 @@ async function uploadExecutable(
       { hint: 'use privileged mode (--privileged)' },
     );
   }
-}
-
-/** The uploaded file's name carries its hash, so versions never collide. */
-export function binaryName(sha256: string): string {
-  return `kubedump-tcpdump-${sha256.slice(0, 12)}`;
 }
 
 export interface UploadContext {

@@ -1,15 +1,8 @@
-import { KubedumpError } from '../errors.ts';
+import { type ApiStatus, KubedumpError } from '../errors.ts';
 
 // Turns what the API server or the network said into one clear line.
 
-interface StatusBody {
-  message?: string;
-  reason?: string;
-  code?: number;
-  details?: { name?: string; kind?: string; causes?: { reason?: string; message?: string }[] };
-}
-
-export function parseStatus(body: unknown): StatusBody | undefined {
+export function parseStatus(body: unknown): ApiStatus | undefined {
   if (typeof body === 'string') {
     try {
       return parseStatus(JSON.parse(body));
@@ -17,7 +10,7 @@ export function parseStatus(body: unknown): StatusBody | undefined {
       return body.trim() ? { message: body.trim() } : undefined;
     }
   }
-  if (body && typeof body === 'object') return body as StatusBody;
+  if (body && typeof body === 'object') return body as ApiStatus;
   return undefined;
 }
 
@@ -72,12 +65,18 @@ export function refusedPermission(message: string): RefusedPermission | undefine
  * is a GET, authorised as `get pods/exec` before Kubernetes 1.30 and as
  * `create pods/exec` from 1.30 (and over SPDY): the hint names both.
  */
-export function forbiddenError(what: string, said: string, cause?: unknown): KubedumpError {
+export function forbiddenError(
+  what: string,
+  said: string,
+  cause?: unknown,
+  status?: ApiStatus,
+): KubedumpError {
   const refused = refusedPermission(said);
   if (!refused) {
     return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${said}`, {
       hint: 'ask for the RBAC permission named above, or use another context',
       cause,
+      status,
     });
   }
   const permission = `${refused.verb} ${refused.resource}`;
@@ -90,7 +89,7 @@ export function forbiddenError(what: string, said: string, cause?: unknown): Kub
   return new KubedumpError(
     'FORBIDDEN',
     `${what}: forbidden: User "${refused.user}" may not "${permission}"${where}`,
-    { hint: `${ask}, or use another context`, cause },
+    { hint: `${ask}, or use another context`, cause, status },
   );
 }
 
@@ -114,10 +113,12 @@ export function apiError(error: unknown, what: string): KubedumpError {
       },
     );
   }
-  const status = Number((error as { code?: unknown })?.code);
-  const body = parseStatus((error as { body?: unknown })?.body);
-  const said = body?.message ?? (error instanceof Error ? error.message : String(error));
-  switch (status) {
+  const httpCode = Number((error as { code?: unknown })?.code);
+  // The server's Status travels with the error, so callers read its reason
+  // and causes rather than our wording of it.
+  const status = parseStatus((error as { body?: unknown })?.body);
+  const said = status?.message ?? (error instanceof Error ? error.message : String(error));
+  switch (httpCode) {
     case 401:
       return new KubedumpError(
         'UNAUTHORIZED',
@@ -125,18 +126,21 @@ export function apiError(error: unknown, what: string): KubedumpError {
         {
           hint: 'log in again or refresh the kubeconfig credentials',
           cause: error,
+          status,
         },
       );
     case 403:
-      return forbiddenError(what, said, error);
+      return forbiddenError(what, said, error, status);
     case 404:
-      return new KubedumpError('NOT_FOUND', `${what}: not found`, { cause: error });
+      return new KubedumpError('NOT_FOUND', `${what}: not found`, { cause: error, status });
     case 422:
       return new KubedumpError('INVALID', `${what}: rejected as invalid: ${said}`, {
         cause: error,
+        status,
       });
   }
-  return new KubedumpError('API_ERROR', `${what}: ${status ? `HTTP ${status}: ` : ''}${said}`, {
+  return new KubedumpError('API_ERROR', `${what}: ${httpCode ? `HTTP ${httpCode}: ` : ''}${said}`, {
     cause: error,
+    status,
   });
 }

@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
+import { KubedumpError } from '../errors.ts';
 import {
   GLOBAL_HEADER_BYTES,
   type GlobalHeader,
@@ -7,8 +8,14 @@ import {
   recordCaptureLength,
 } from './format.ts';
 
-export class PcapFormatError extends Error {
-  readonly code = 'PCAP_FORMAT';
+/** The remote end wrote something that is not a pcap stream. */
+export class PcapFormatError extends KubedumpError {
+  constructor(message: string) {
+    super('PCAP_FORMAT', message, {
+      hint: 'what ran in the pod is not a working tcpdump; capture again with log level debug and read the log',
+    });
+    this.name = 'PcapFormatError';
+  }
 }
 
 export interface FramerOptions {

@@ -8,6 +8,7 @@ import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path';
 import * as sea from 'node:sea';
 import { fileURLToPath } from 'node:url';
+import { KubedumpError } from '../errors.ts';
 import { currentHost, cacheDir as platformCacheDir } from '../platform-paths.ts';
 
 export type Arch = 'amd64' | 'arm64';
@@ -31,10 +32,13 @@ export function binaryAssetName(arch: Arch): string {
   return `tcpdump-linux-${arch}`;
 }
 
-export class TcpdumpUnavailableError extends Error {
-  readonly code = 'TCPDUMP_UNAVAILABLE';
+/** The embedded tcpdump binaries are missing or damaged: the build is incomplete. */
+export class TcpdumpUnavailableError extends KubedumpError {
   constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+    super('TCPDUMP_UNAVAILABLE', message, {
+      ...options,
+      hint: 'reinstall kubedump, or build it again with npm run build',
+    });
     this.name = 'TcpdumpUnavailableError';
   }
 }

@@ -12,8 +12,9 @@ import { after, before, describe, test } from 'node:test';
 import { loadAllYaml } from '@kubernetes/client-node';
 import { HELPER_SELECTOR } from '../../src/capture/helper-spec.ts';
 import { BUILT, run } from '../support/kubedump.ts';
+import { allRemoteTcpdumps } from '../support/leftovers.ts';
 import { kubectl, REPO_ROOT, realCluster } from '../support/real-cluster.ts';
-import { allRemoteTcpdumps, countPcapRecords, oneLine, until } from '../support/reliability.ts';
+import { countPcapRecords, oneLine, until } from '../support/reliability.ts';
 
 const cluster = realCluster();
 const admin = { kubeconfig: cluster.kubeconfig };
@@ -127,17 +128,9 @@ async function helperPods(): Promise<string[]> {
 
 async function assertNothingLeft(what: string): Promise<void> {
   await until(`no helper pod after ${what}`, async () => (await helperPods()).length === 0, 10_000);
-  const tcpdumps = () =>
-    allRemoteTcpdumps().map((pid) => {
-      try {
-        return `${pid}: ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')}`;
-      } catch {
-        return `${pid}: gone`;
-      }
-    });
   // A killed tcpdump takes a moment to leave the process table.
   await until(`no tcpdump after ${what}`, () => allRemoteTcpdumps().length === 0, 5000).catch(() =>
-    assert.deepEqual(tcpdumps(), [], `a tcpdump still runs after ${what}`),
+    assert.deepEqual(allRemoteTcpdumps(), [], `a tcpdump still runs after ${what}`),
   );
   const files = await kubectl(
     ['exec', 'web', '--', 'find', '/', '-xdev', '-name', '*kubedump*'],

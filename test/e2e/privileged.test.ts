@@ -8,6 +8,7 @@ import { kubectl, realCluster } from '../support/real-cluster.ts';
 import {
   background,
   captureArgs,
+  K8S_DIR,
   oneLine,
   readLog,
   remotePids,
@@ -24,7 +25,7 @@ import { wiresharkHome } from '../support/worlds.ts';
 
 const HELPERS = 'app.kubernetes.io/managed-by=kubedump';
 /** The real cluster's containerd socket is not at a stock path. */
-const REAL_SOCKET = '/var/lib/kubedump-k8s/containerd/containerd.sock';
+const REAL_SOCKET = `${K8S_DIR}/containerd/containerd.sock`;
 
 /** Starts `capture web -p` in the background and waits until tcpdump listens. */
 async function privilegedCaptureOfWeb(home: { dir: string; env: NodeJS.ProcessEnv }, name: string) {
@@ -278,7 +279,7 @@ describe('privileged capture on the real cluster', () => {
     assert.equal(ran.code, 1);
     assert.match(
       oneLine(ran.stderr),
-      /not allowed to create pods in namespace "demo" \(RBAC: .*cannot create resource "pods"/,
+      /not allowed to create pods in namespace "demo" \(RBAC: User "restricted" may not "create pods" in namespace "demo"\)/,
     );
     assert.deepEqual(await helperPods(), []);
   });
@@ -361,7 +362,7 @@ describe('privileged capture on the emulated cluster', () => {
       'RBAC denial',
       { forbid: [{ verb: 'create', resource: 'pods' }] },
       [],
-      /not allowed to create pods in namespace "demo" \(RBAC: .*cannot create resource "pods".*ask for the RBAC permission "create pods"/,
+      /not allowed to create pods in namespace "demo" \(RBAC: User "admin" may not "create pods" in namespace "demo"\): ask for the RBAC permission "create pods"/,
     ],
     [
       'image pull failure',

@@ -37,6 +37,8 @@ export class Cluster {
   readonly kubelet: Kubelet;
   readonly slot: Slot;
   faults: FaultSettings = defaultFaults();
+  /** API requests received (counted on arrival, before any fault delay): tests wait on it. */
+  requestsReceived = 0;
   /** Pods whose backing is starting, so callers can wait for them. */
   private readonly starting = new Map<string, Promise<void>>();
   private fakeIp = 0;

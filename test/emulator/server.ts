@@ -58,6 +58,7 @@ export async function startServer(
   let address = '';
 
   const onRequest = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    cluster.requestsReceived++;
     try {
       if (cluster.faults.delayMs > 0) await sleep(cluster.faults.delayMs);
       const url = new URL(req.url ?? '/', 'https://x');
@@ -77,6 +78,7 @@ export async function startServer(
 
   const onUpgrade = async (req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     socket.on('error', () => {});
+    cluster.requestsReceived++;
     try {
       if (cluster.faults.delayMs > 0) await sleep(cluster.faults.delayMs);
       const url = new URL(req.url ?? '/', 'https://x');

@@ -5,19 +5,26 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
-import { kubectl, realCluster } from '../support/real-cluster.ts';
+import {
+  allRemoteTcpdumps,
+  assertNoLeftovers,
+  podPidNamespace,
+  remoteTcpdumps,
+  tcpdumpRuns,
+  untilTcpdumpsEnd,
+  uploadedFiles,
+} from '../support/leftovers.ts';
+import { realCluster } from '../support/real-cluster.ts';
 import {
   assertValidCapture,
   background,
   kubeconfigFor,
   oneLine,
   readLog,
-  remotePids,
   restartRealApiServer,
   sleep,
   startTcpProxy,
   type TcpProxy,
-  tcpdumpRuns,
   until,
 } from '../support/reliability.ts';
 import { wiresharkHome } from '../support/worlds.ts';
@@ -30,14 +37,31 @@ import { wiresharkHome } from '../support/worlds.ts';
 const listening = (log: string) =>
   readLog(log).some((e) => /listening on/.test(String(e.line ?? '')));
 
-/** Starts a CLI capture into a file and waits until tcpdump listens and packets flowed. */
-async function capturing(args: string[], env: NodeJS.ProcessEnv, dir: string, name: string) {
+/**
+ * Starts a CLI capture into a file and waits until tcpdump listens and packets
+ * flowed; `remote` is where its tcpdump runs (the pod's PID namespace, or the
+ * host's for the hostPID helper), checked to be alive before the fault.
+ */
+async function capturing(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  dir: string,
+  name: string,
+  where: Parameters<typeof remoteTcpdumps>[1],
+) {
   const log = join(dir, `${name}.log`);
   const out = join(dir, `${name}.pcap`);
   const bg = background([...args, '--log-level', 'debug', '--log-file', log, '-w', out], env);
   await until('tcpdump to listen', () => listening(log), 30_000);
   await sleep(1500);
-  return { ...bg, log, out };
+  const remote = remoteTcpdumps(log, where);
+  assert.ok(remote.length > 0 && remote.every(tcpdumpRuns), 'the remote tcpdump runs');
+  return { ...bg, log, out, remote };
+}
+
+/** The remote tcpdump must end (the watchdog stops it when kubedump could not). */
+async function tcpdumpEnds(c: { remote: Parameters<typeof untilTcpdumpsEnd>[0] }, ms: number) {
+  await untilTcpdumpsEnd(c.remote, ms);
 }
 
 describe('faults on the emulated cluster', () => {
@@ -49,32 +73,41 @@ describe('faults on the emulated cluster', () => {
     home = wiresharkHome(emulator.kubeconfigPath);
     dir = mkdtempSync(join(tmpdir(), 'kubedump-faults-'));
   });
-  after(() => emulator?.close());
+  after(async () => {
+    try {
+      if (emulator)
+        await assertNoLeftovers({ name: 'faults, emulated', kubeconfig: emulator.kubeconfigPath });
+    } finally {
+      await emulator?.close();
+    }
+  });
 
   const helpers = () =>
     emulator.api.cluster.pods
       .list()
       .filter((p) => p.metadata.labels?.['app.kubernetes.io/managed-by'] === 'kubedump');
-  const inPod = (pod: string, ...command: string[]) =>
-    kubectl(['exec', '-n', 'demo', pod, '--', ...command], {
-      kubeconfig: emulator.kubeconfigPath,
-    });
-  async function nothingLeft(log: string, pod?: string) {
+  async function nothingLeft(c: Parameters<typeof tcpdumpEnds>[0], pod?: string) {
     assert.deepEqual(
       helpers().map((p) => p.metadata.name),
       [],
     );
-    const pids = remotePids(log);
-    assert.ok(pids.length > 0, 'the log names the remote tcpdump');
-    await until('the remote tcpdump to end', () => !pids.some(tcpdumpRuns), 15_000);
+    await tcpdumpEnds(c, 15_000);
     if (pod) {
-      const ls = await inPod(pod, 'ls', '-a', '/tmp');
-      assert.doesNotMatch(ls.stdout, /kubedump/, 'the uploaded tcpdump is still there');
+      assert.deepEqual(
+        await uploadedFiles(emulator.kubeconfigPath, 'demo', pod),
+        [],
+        'the uploaded tcpdump is still there',
+      );
     }
   }
+  const inPodNs = (pod: string) => podPidNamespace(emulator.kubeconfigPath, 'demo', pod);
 
   test('the exec stream is cut mid-capture (unprivileged)', async () => {
-    const c = await capturing(['capture', 'web', '-n', 'demo'], home.env, dir, 'cut');
+    const c = await capturing(['capture', 'web', '-n', 'demo'], home.env, dir, 'cut', {
+      privileged: false,
+      pidNs: await inPodNs('web'),
+      pod: 'web',
+    });
     assert.ok(emulator.api.dropStreams('exec') > 0);
     const end = await c.exited;
     const line = oneLine(c.stderr());
@@ -82,7 +115,7 @@ describe('faults on the emulated cluster', () => {
     assert.equal(end.code, 1);
     assert.match(line, /connection to the API server was lost/);
     assert.ok((await assertValidCapture(c.out)) > 0);
-    await nothingLeft(c.log, 'web');
+    await nothingLeft(c, 'web');
   });
 
   test('the target pod is deleted mid-capture', async () => {
@@ -100,7 +133,11 @@ describe('faults on the emulated cluster', () => {
         ],
       },
     });
-    const c = await capturing(['capture', 'victim', '-n', 'demo'], home.env, dir, 'victim');
+    const c = await capturing(['capture', 'victim', '-n', 'demo'], home.env, dir, 'victim', {
+      privileged: false,
+      pidNs: await inPodNs('victim'),
+      pod: 'victim',
+    });
     await emulator.api.removePod('demo', 'victim');
     const end = await c.exited;
     const line = oneLine(c.stderr());
@@ -108,11 +145,13 @@ describe('faults on the emulated cluster', () => {
     assert.equal(end.code, 1);
     assert.match(line, /pod demo\/victim was deleted during the capture/);
     assert.ok((await assertValidCapture(c.out)) > 0);
-    await nothingLeft(c.log);
+    await nothingLeft(c);
   });
 
   test('someone else deletes the helper pod mid-capture (privileged)', async () => {
-    const c = await capturing(['capture', 'web', '-n', 'demo', '-p'], home.env, dir, 'helper');
+    const c = await capturing(['capture', 'web', '-n', 'demo', '-p'], home.env, dir, 'helper', {
+      privileged: true,
+    });
     const [helper] = helpers();
     assert.ok(helper);
     await emulator.api.removePod('demo', helper.metadata.name);
@@ -122,7 +161,7 @@ describe('faults on the emulated cluster', () => {
     assert.equal(end.code, 1);
     assert.match(line, /pod demo\/kubedump-web-[0-9a-f]{6} was deleted during the capture/);
     assert.ok((await assertValidCapture(c.out)) > 0);
-    await nothingLeft(c.log);
+    await nothingLeft(c);
   });
 
   for (const mode of ['unprivileged', 'privileged'] as const) {
@@ -152,8 +191,9 @@ describe('faults on the emulated cluster', () => {
         await emulator.api.resetFaults();
       }
       assert.deepEqual(helpers(), []);
-      const ps = await inPod('web', 'ps');
-      assert.doesNotMatch(ps.stdout, /kubedump-tcpdump/);
+      // Nothing was started: no request got past the 401 to start a tcpdump or upload.
+      assert.deepEqual(allRemoteTcpdumps(), []);
+      assert.deepEqual(await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web'), []);
     });
   }
 });
@@ -168,16 +208,24 @@ describe('faults on the real cluster', () => {
     proxy = await startTcpProxy(6443);
     home = wiresharkHome(kubeconfigFor(cluster.kubeconfig, proxy.url, join(dir, 'kubeconfig')));
   });
-  after(() => proxy?.close());
+  after(async () => {
+    try {
+      await assertNoLeftovers({ name: 'faults, real', kubeconfig: cluster.kubeconfig });
+    } finally {
+      await proxy?.close();
+    }
+  });
 
-  const k = (args: string[]) => kubectl(args, { kubeconfig: cluster.kubeconfig });
   /** Unprivileged: no helper pod to look for; our tcpdump must end. */
-  async function nothingLeft(log: string) {
-    const pids = remotePids(log);
-    assert.ok(pids.length > 0);
+  async function nothingLeft(c: Parameters<typeof tcpdumpEnds>[0]) {
     // The remote watchdog stops tcpdump when kubedump could not.
-    await until('the remote tcpdump to end', () => !pids.some(tcpdumpRuns), 20_000);
+    await tcpdumpEnds(c, 20_000);
   }
+  let webPidNs: string;
+  const web = async () => {
+    webPidNs ??= await podPidNamespace(cluster.kubeconfig, 'demo', 'web');
+    return { privileged: false as const, pidNs: webPidNs, pod: 'web' };
+  };
 
   /** The next capture removes what an interrupted one could not (the uploaded file). */
   async function nextRunCleans() {
@@ -186,12 +234,11 @@ describe('faults on the real cluster', () => {
       { env: home.env, timeoutMs: 60_000 },
     );
     assert.equal(ran.code, 0, ran.stderr);
-    const ls = await k(['exec', '-n', 'demo', 'web', '--', 'ls', '-a', '/tmp']);
-    assert.doesNotMatch(ls.stdout, /kubedump/);
+    assert.deepEqual(await uploadedFiles(cluster.kubeconfig, 'demo', 'web'), []);
   }
 
   test('the API connection is dropped mid-capture (TCP proxy)', async () => {
-    const c = await capturing(['capture', 'web', '-n', 'demo'], home.env, dir, 'drop');
+    const c = await capturing(['capture', 'web', '-n', 'demo'], home.env, dir, 'drop', await web());
     assert.ok(proxy.dropAll() > 0);
     const end = await c.exited;
     const line = oneLine(c.stderr());
@@ -199,12 +246,18 @@ describe('faults on the real cluster', () => {
     assert.equal(end.code, 1);
     assert.match(line, /connection to the API server was lost/);
     assert.ok((await assertValidCapture(c.out)) > 0);
-    await nothingLeft(c.log);
+    await nothingLeft(c);
     await nextRunCleans();
   });
 
   test('the API server is restarted mid-capture', async () => {
-    const c = await capturing(['capture', 'web', '-n', 'demo'], home.env, dir, 'restart');
+    const c = await capturing(
+      ['capture', 'web', '-n', 'demo'],
+      home.env,
+      dir,
+      'restart',
+      await web(),
+    );
     const restarted = restartRealApiServer(cluster.kubeconfig);
     const end = await c.exited;
     await restarted;
@@ -213,7 +266,7 @@ describe('faults on the real cluster', () => {
     assert.equal(end.code, 1);
     assert.match(line, /connection to the API server was lost/);
     assert.ok((await assertValidCapture(c.out)) > 0);
-    await nothingLeft(c.log);
+    await nothingLeft(c);
     await nextRunCleans();
   });
 });

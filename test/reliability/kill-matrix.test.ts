@@ -1,32 +1,42 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
 import {
+  assertNoLeftovers,
+  podPidNamespace,
+  type RemoteTcpdump,
+  remoteTcpdumps,
+  tcpdumpRuns,
+  untilTcpdumpsEnd,
+  uploadedFiles,
+} from '../support/leftovers.ts';
+import {
   assertValidCapture,
   type Background,
   background,
   captureArgs,
+  countPcapRecords,
   extcapIntoFifo,
   kubeconfigFor,
   readLog,
-  remotePids,
   sleep,
   startTcpProxy,
   type TcpProxy,
-  tcpdumpRuns,
   until,
+  wholeRecordsLength,
 } from '../support/reliability.ts';
 import { wiresharkHome } from '../support/worlds.ts';
 
 // The kill matrix: {SIGTERM, SIGINT, SIGKILL} × {connecting, uploading, helper
 // Pending, capturing idle, capturing under load} × {unprivileged, privileged},
 // on the emulated cluster (its pods run on this machine, so the remote
-// tcpdump is visible in /proc). Every cell proves it reached its phase before
+// tcpdump is visible in /proc, through the PID namespace of the pod or, for
+// the hostPID helper, the host's). Every cell proves it reached its phase before
 // the signal. SIGTERM is Wireshark's stop (extcap into a fifo), SIGINT a
 // terminal's Ctrl-C (CLI into a file), SIGKILL a crash (CLI into a file).
 // Helper pod Pending exists only in privileged mode: 27 cells.
@@ -50,10 +60,12 @@ describe('kill matrix on the emulated cluster', () => {
   let home: ReturnType<typeof wiresharkHome>;
   let dir: string;
   /** Helper pods and tcpdumps a SIGKILL left behind, with the time of the kill. */
-  const killed: { helpers: { name: string; at: number }[]; pids: number[] } = {
+  const killed: { helpers: { name: string; at: number }[]; pids: RemoteTcpdump[] } = {
     helpers: [],
     pids: [],
   };
+  /** The PID namespace of pod web's container, where an unprivileged tcpdump runs. */
+  let webPidNs: string;
   const exitTimes: number[] = [];
   let cells = 0;
 
@@ -66,13 +78,19 @@ describe('kill matrix on the emulated cluster', () => {
     // A file for the load generator to fetch over the pod's loopback.
     const made = await inPod('web', 'dd', 'if=/dev/zero', 'of=/www/big', 'bs=1M', 'count=4');
     assert.equal(made.code, 0, made.stderr);
+    webPidNs = await podPidNamespace(emulator.kubeconfigPath, 'demo', 'web');
   });
   after(async () => {
     console.log(
       `# kill matrix: ${cells} cells; SIGTERM/SIGINT exit times ms: max ${Math.round(Math.max(...exitTimes))}, all ${exitTimes.map(Math.round).join(' ')}`,
     );
-    await proxy?.close();
-    await emulator?.close();
+    try {
+      if (emulator)
+        await assertNoLeftovers({ name: 'kill matrix', kubeconfig: emulator.kubeconfigPath });
+    } finally {
+      await proxy?.close();
+      await emulator?.close();
+    }
   });
 
   const helpers = () =>
@@ -127,15 +145,27 @@ describe('kill matrix on the emulated cluster', () => {
   const listening = (log: string) =>
     readLog(log).some((e) => /listening on/.test(String(e.line ?? '')));
 
-  async function reach(phase: Phase, log: string, bg: Background, uploadBase: number) {
+  async function reach(
+    phase: Phase,
+    log: string,
+    bg: Background,
+    base: { upload: number; requests: number },
+  ) {
     const alive = () => bg.child.exitCode === null && bg.child.signalCode === null;
     switch (phase) {
       case 'connecting':
-        // The API server answers after 2.5 s: kubedump is still reading the pod.
-        await sleep(700);
+        // The API server holds every answer for 2.5 s: once kubedump's first
+        // request has arrived, kubedump waits for it.
+        await until(
+          'kubedump’s first request at the API server',
+          () => emulator.api.cluster.requestsReceived > base.requests,
+        );
         break;
       case 'uploading':
-        await until('the upload to be under way', () => proxy.upstreamBytes - uploadBase > 200_000);
+        await until(
+          'the upload to be under way',
+          () => proxy.upstreamBytes - base.upload > 200_000,
+        );
         break;
       case 'pending':
         await until('a Pending helper pod', () =>
@@ -172,8 +202,15 @@ describe('kill matrix on the emulated cluster', () => {
           if (phase === 'pending') await emulator.api.setFaults({ keepPending: 'Unschedulable' });
           if (phase === 'uploading') proxy.throttle(400_000);
           const load = phase === 'load' ? startLoad(8) : undefined;
-          const uploadBase = proxy.upstreamBytes;
-          const before = mode === 'unprivileged' ? await uploads() : [];
+          // Before the counters below: this look is itself a request to the API server.
+          const uploadsBefore =
+            mode === 'unprivileged'
+              ? ((await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web')) ?? [])
+              : [];
+          const base = {
+            upload: proxy.upstreamBytes,
+            requests: emulator.api.cluster.requestsReceived,
+          };
           let bg: Background & { save?: (file: string) => Promise<number> };
           if (signal === 'SIGTERM') {
             bg = extcapIntoFifo(
@@ -213,7 +250,16 @@ describe('kill matrix on the emulated cluster', () => {
             );
           }
           try {
-            await reach(phase, log, bg, uploadBase);
+            await reach(phase, log, bg, base);
+            const remote = () =>
+              remoteTcpdumps(
+                log,
+                mode === 'privileged'
+                  ? { privileged: true }
+                  : { privileged: false, pidNs: webPidNs, pod: 'web' },
+              );
+            const hadOutput = phase === 'idle' || phase === 'load';
+            if (hadOutput) assert.ok(remote().some(tcpdumpRuns), 'the remote tcpdump runs');
             const present = ownHelpers();
             for (const p of present) {
               assert.ok(
@@ -221,6 +267,8 @@ describe('kill matrix on the emulated cluster', () => {
                 'the helper pod carries a deadline',
               );
             }
+            // What a reader finds in the file just before the kill: it must all survive it.
+            const before = signal === 'SIGKILL' && existsSync(out) ? readFileSync(out) : undefined;
             const sent = performance.now();
             bg.child.kill(signal);
             const end = await bg.exited;
@@ -232,7 +280,7 @@ describe('kill matrix on the emulated cluster', () => {
               killed.helpers.push(
                 ...present.map((p) => ({ name: p.metadata.name, at: Date.now() })),
               );
-              killed.pids.push(...remotePids(log));
+              killed.pids.push(...remote());
             } else {
               exitTimes.push(ms);
               assert.ok(ms < 2000, `exit took ${Math.round(ms)} ms`);
@@ -240,20 +288,49 @@ describe('kill matrix on the emulated cluster', () => {
               assert.equal(end.code, 0, `exit code ${end.code}: ${bg.stderr()}`);
               assert.equal(bg.stderr().trim(), '', 'a stop is not an error');
               await until('no helper pod', () => ownHelpers().length === 0, 3000);
-              const pids = remotePids(log);
-              await until('the remote tcpdump to end', () => !pids.some(tcpdumpRuns), 5000);
+              const pids = remote();
+              if (hadOutput) assert.ok(pids.length > 0, 'the log names the remote tcpdump');
+              await untilTcpdumpsEnd(pids, 5000);
             }
             // The output is a valid capture: whole records after a header.
             if (bg.save) await bg.save(out);
-            if (signal !== 'SIGKILL' || (existsSync(out) && statSync(out).size > 0)) {
+            if (signal !== 'SIGKILL') {
+              const packets = await assertValidCapture(out);
+              if (phase === 'load') assert.ok(packets > 0, 'no packets');
+            } else if (hadOutput) {
+              // tcpdump ran: the file has its header, and every whole record a
+              // reader saw before the kill is still there, byte for byte.
+              assert.ok(existsSync(out) && statSync(out).size >= 24, 'the capture file is empty');
+              const after = readFileSync(out);
+              const seen =
+                before && before.length >= 24
+                  ? before.subarray(0, wholeRecordsLength(before))
+                  : Buffer.alloc(0);
+              const seenRecords = seen.length >= 24 ? countPcapRecords(seen) : 0;
+              if (phase === 'load') assert.ok(seenRecords > 0, 'no record written before the kill');
+              assert.ok(
+                after.subarray(0, seen.length).equals(seen),
+                'records written before the kill changed',
+              );
               const packets = await assertValidCapture(out, undefined, {
-                allowCutLastRecord: signal === 'SIGKILL',
+                allowCutLastRecord: true,
               });
-              if (phase === 'load' && signal !== 'SIGKILL') assert.ok(packets > 0, 'no packets');
+              assert.ok(
+                packets >= seenRecords,
+                `the file holds ${packets} whole records, ${seenRecords} were written before the kill`,
+              );
+            } else if (existsSync(out) && statSync(out).size > 0) {
+              // Killed before tcpdump ran: nothing may look like packets.
+              assert.equal(
+                await assertValidCapture(out, undefined, { allowCutLastRecord: true }),
+                0,
+              );
             }
             if (mode === 'unprivileged' && signal !== 'SIGKILL') {
-              // Only this run's: a directory a SIGKILL'd upload left removes itself 10 s later.
-              const left = (await uploads()).filter((d) => !before.includes(d));
+              // Only this run's: an upload a SIGKILL'd run left removes itself later.
+              const left = (
+                (await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web')) ?? []
+              ).filter((f) => !uploadsBefore.includes(f));
               assert.deepEqual(left, [], 'the uploaded tcpdump is still there');
             }
           } finally {

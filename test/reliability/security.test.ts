@@ -14,8 +14,16 @@ import {
 } from '../../src/capture/helper-spec.ts';
 import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
+import { assertNoLeftovers } from '../support/leftovers.ts';
 import { realCluster } from '../support/real-cluster.ts';
-import { background, captureArgs, readLog, until } from '../support/reliability.ts';
+import {
+  assertValidCapture,
+  background,
+  captureArgs,
+  oneLine,
+  readLog,
+  until,
+} from '../support/reliability.ts';
 import { wiresharkHome } from '../support/worlds.ts';
 
 // Secrets never reach the log; logs are 0600; the helper pod asks for what
@@ -110,16 +118,26 @@ describe('secrets and the log on the real cluster', () => {
   });
 });
 
-describe('client keys and passwords in a failing run (emulated cluster)', () => {
+describe('client keys, a password and a token in a good and a rejected run (emulated cluster)', () => {
   let emulator: Emulator;
   let dir: string;
   before(async () => {
     emulator = await startEmulator();
     dir = mkdtempSync(join(tmpdir(), 'kubedump-secrets-'));
   });
-  after(() => emulator?.close());
+  after(async () => {
+    try {
+      if (emulator)
+        await assertNoLeftovers({
+          name: 'security, emulated',
+          kubeconfig: emulator.kubeconfigPath,
+        });
+    } finally {
+      await emulator?.close();
+    }
+  });
 
-  test('a kubeconfig with a client key, a password and a token: none reaches the debug log', async () => {
+  test('a kubeconfig with a client key, a password and a token: none reaches the log or stderr', async () => {
     const key = join(dir, 'client.key');
     const cert = join(dir, 'client.crt');
     assert.equal(
@@ -152,7 +170,8 @@ describe('client keys and passwords in a failing run (emulated cluster)', () => 
           'client-key-data': b64(key),
           username: 'admin',
           password: 'hunter2-very-secret-password',
-          token: 'abc.def-not-a-real-token-0123456789',
+          // The emulator's own admin token: the good run must really capture.
+          token: emulator.tokens.admin,
         },
       },
     ];
@@ -160,9 +179,11 @@ describe('client keys and passwords in a failing run (emulated cluster)', () => 
     writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
     const secrets = secretsOf(file);
     assert.ok(secrets.length >= 5);
+    assert.ok(secrets.includes(emulator.tokens.admin));
     for (const faults of [{}, { unauthorized: true }]) {
+      const good = !('unauthorized' in faults);
       await emulator.api.setFaults(faults);
-      const log = join(dir, `keys-${Object.keys(faults).join('') || 'ok'}.log`);
+      const log = join(dir, `keys-${good ? 'ok' : 'unauthorized'}.log`);
       const ran = await run(
         [
           BUILT,
@@ -184,6 +205,14 @@ describe('client keys and passwords in a failing run (emulated cluster)', () => 
         { timeoutMs: 60_000 },
       );
       await emulator.api.resetFaults();
+      if (good) {
+        assert.equal(ran.code, 0, `the good run failed: ${ran.stderr}`);
+        assert.ok(readLog(log).some((e) => e.message === 'capture started'));
+        assert.equal(await assertValidCapture(join(dir, 'keys.pcap')), 1);
+      } else {
+        assert.equal(ran.code, 1, `the rejected run: exit ${ran.code}`);
+        assert.match(oneLine(ran.stderr), /401|credentials|Unauthorized/i);
+      }
       for (const secret of secrets) assert.ok(!ran.stderr.includes(secret), 'stderr has a secret');
       assertNoSecrets(log, secrets);
     }

@@ -5,14 +5,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
-  background,
-  readLog,
-  remotePids,
-  rssKiB,
-  sleep,
+  assertNoLeftovers,
+  podPidNamespace,
+  remoteTcpdumps,
   tcpdumpRuns,
-  until,
-} from '../support/reliability.ts';
+  untilTcpdumpsEnd,
+} from '../support/leftovers.ts';
+import { background, readLog, rssKiB, sleep, until } from '../support/reliability.ts';
 import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // A reader that stops reading for 10 s while the pod sends at full speed:
@@ -58,6 +57,7 @@ describe('a stalled reader on the real cluster', () => {
   let world: World;
   let home: ReturnType<typeof wiresharkHome>;
   let dir: string;
+  let webPidNs: string;
   before(async () => {
     world = await openWorld('real');
     home = wiresharkHome(world.kubeconfig);
@@ -75,10 +75,15 @@ describe('a stalled reader on the real cluster', () => {
       'count=4',
     ]);
     assert.equal(made.code, 0, made.stderr);
+    webPidNs = await podPidNamespace(world.kubeconfig, 'demo', 'web');
   });
   after(async () => {
-    await world?.kubectl(['exec', '-n', 'demo', 'web', '--', 'rm', '-f', '/var/www/big']);
-    await world?.close();
+    try {
+      await world?.kubectl(['exec', '-n', 'demo', 'web', '--', 'rm', '-f', '/var/www/big']);
+      if (world) await assertNoLeftovers(world);
+    } finally {
+      await world?.close();
+    }
   });
 
   test('memory stays bounded and no record is lost or torn', async () => {
@@ -116,6 +121,7 @@ describe('a stalled reader on the real cluster', () => {
     const counter = new RecordCounter();
     stdout.on('data', (c: Buffer) => counter.push(c));
     const pid = bg.child.pid as number;
+    const remote = () => remoteTcpdumps(log, { privileged: false, pidNs: webPidNs, pod: 'web' });
     const samples: { t: number; rss: number; phase: string }[] = [];
     let phase = 'before';
     const sampler = setInterval(
@@ -129,6 +135,7 @@ describe('a stalled reader on the real cluster', () => {
         30_000,
       );
       await sleep(2000);
+      assert.ok(remote().some(tcpdumpRuns), 'the remote tcpdump runs in pod web');
       const beforeStall = counter.bytes;
       assert.ok(beforeStall > 1_000_000, `the load is too light: ${beforeStall} bytes in 2 s`);
       // The reader stops reading for 10 s.
@@ -159,7 +166,6 @@ describe('a stalled reader on the real cluster', () => {
     assert.equal(counter.records, Number(captured), 'records lost between tcpdump and the reader');
     // Bounded: a stall of 10 s at full speed would be hundreds of MB if buffered.
     assert.ok(peak('stalled') < peak('before') + 64 * 1024, 'memory grew during the stall');
-    const pids = remotePids(log);
-    await until('the remote tcpdump to end', () => !pids.some(tcpdumpRuns), 5000);
+    await untilTcpdumpsEnd(remote(), 5000);
   });
 });

@@ -4,19 +4,24 @@ import {
   closeSync,
   createReadStream,
   existsSync,
+  constants as fsConstants,
   openSync,
   readFileSync,
   writeFileSync,
 } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { BUILT, run } from './kubedump.ts';
+import { assertBuiltIsCurrent, BUILT, run } from './kubedump.ts';
+import { HOST_PID_NS, reportedPids, tcpdumpRuns as runsIn } from './leftovers.ts';
 import { kubectl } from './real-cluster.ts';
 
 // Helpers for the reliability suite (test/reliability): a kubedump process in
 // the background with its debug log, the remote tcpdump seen from this
 // machine's process table, capture files read back by tshark, a loopback TCP
 // proxy with fault switches, and a restart of the real API server alone.
+
+// The reliability suite runs the built executable: it must be current.
+assertBuiltIsCurrent();
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -33,32 +38,16 @@ export function readLog(file: string): LogEntry[] {
     .map((l) => JSON.parse(l) as LogEntry);
 }
 
-/** The PIDs the remote wrapper reported (tcpdump's own). */
-export function remotePids(file: string): number[] {
-  return readLog(file)
-    .map((e) => /^kubedump-pid (\d+)$/.exec(String(e.line ?? ''))?.[1])
-    .filter((p): p is string => p !== undefined)
-    .map(Number);
-}
+/** The PIDs the remote wrapper reported (tcpdump's own, in the namespace it runs in). */
+export const remotePids = reportedPids;
 
-/** Is `pid` a live uploaded tcpdump on this machine (both worlds run their pods here)? */
-export function tcpdumpRuns(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (/\) Z /.test(stat)) return false;
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubedump-tcpdump');
-  } catch {
-    return false;
-  }
-}
-
-/** Every live uploaded tcpdump on this machine. */
-export function allRemoteTcpdumps(): number[] {
-  const out: number[] = [];
-  for (const entry of spawnSync('ls', ['/proc']).stdout.toString().split('\n')) {
-    if (/^\d+$/.test(entry) && tcpdumpRuns(Number(entry))) out.push(Number(entry));
-  }
-  return out;
+/**
+ * Is the tcpdump with this host PID alive? Only for privileged runs, whose
+ * helper pod shares the host's PID namespace; an unprivileged run's PID is
+ * the pod's own: use remoteTcpdumps() from leftovers.ts.
+ */
+export function tcpdumpRuns(hostPid: number): boolean {
+  return runsIn({ pid: hostPid, pidNs: HOST_PID_NS, where: 'host' });
 }
 
 export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
@@ -111,6 +100,18 @@ export function extcapIntoFifo(dir: string, args: string[], env: NodeJS.ProcessE
   reader.on('data', (c) => chunks.push(c as Buffer));
   reader.on('error', () => {});
   const closed = new Promise<void>((r) => reader.once('close', () => r()));
+  // A kubedump that died before opening the fifo would leave the reader's
+  // open() blocked forever (and this test process with it): be its writer.
+  let opened = false;
+  reader.once('open', () => (opened = true));
+  void bg.exited.then(() => {
+    if (opened) return;
+    try {
+      closeSync(openSync(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK));
+    } catch {
+      // the reader is gone already
+    }
+  });
   return {
     ...bg,
     /** Waits for the reader to see EOF, then writes what it read to `file`. */
@@ -293,7 +294,8 @@ export function kubeconfigFor(source: string, server: string, file: string): str
 
 // ----------------------------------------------------- real API server ---
 
-const K8S_DIR = process.env.KUBEDUMP_K8S_DIR ?? '/var/lib/kubedump-k8s';
+/** scripts/local-k8s's run directory, found the way that script finds it. */
+export const K8S_DIR = process.env.KUBEDUMP_K8S_DIR || '/var/lib/kubedump-k8s';
 
 function procStart(pid: number): string {
   return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[19] ?? '';

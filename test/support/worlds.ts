@@ -2,10 +2,13 @@ import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../emulator/index.ts';
-import { BUILT } from './kubedump.ts';
+import { assertBuiltIsCurrent, BUILT } from './kubedump.ts';
 import { kubectl, type RunResult, realCluster } from './real-cluster.ts';
 
 // The two clusters every capture test runs against, behind one shape.
+
+// Every test that opens a world runs the built executable: it must be current.
+assertBuiltIsCurrent();
 
 export interface World {
   name: 'real' | 'emulated';

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { creationFailure } from '../../src/capture/privileged.ts';
+import { KubedumpError } from '../../src/errors.ts';
 import { apiError, forbiddenError, refusedPermission } from '../../src/kube/api-errors.ts';
 
 // What API servers answer with 403 (kube-apiserver 1.20 and later word it the same way).
@@ -64,4 +66,51 @@ test('apiError turns a 403 from the client into the same line', () => {
   assert.equal(e.code, 'FORBIDDEN');
   assert.match(e.line, /^create pod team-a\/h: forbidden: User "u" may not "create pods"/);
   assert.equal(e.line.includes('\n'), false);
+});
+
+test("an API refusal keeps the server's Status: reason and causes, in its own words", () => {
+  const body = {
+    kind: 'Status',
+    status: 'Failure',
+    message: 'Pod "kubedump-x" is invalid: spec.hostPID: Forbidden: disallowed by policy',
+    reason: 'Invalid',
+    code: 422,
+    details: {
+      name: 'kubedump-x',
+      kind: 'Pod',
+      causes: [
+        { reason: 'FieldValueForbidden', message: 'disallowed by policy', field: 'spec.hostPID' },
+      ],
+    },
+  };
+  const e = apiError(
+    Object.assign(new Error('HTTP 422'), { code: 422, body }),
+    'create pod demo/x',
+  );
+  assert.equal(e.code, 'INVALID');
+  assert.equal(e.status?.reason, 'Invalid');
+  assert.deepEqual(e.status?.details?.causes?.[0]?.field, 'spec.hostPID');
+  // The helper's refusal quotes the server, whatever our own line said.
+  const reworded = new KubedumpError('INVALID', 'create pod demo/x: something else', {
+    status: e.status,
+  });
+  assert.match(
+    creationFailure(reworded, 'demo').line,
+    /refuses the privileged helper pod in namespace "demo": Pod "kubedump-x" is invalid: spec\.hostPID/,
+  );
+  const psa = apiError(
+    Object.assign(new Error('HTTP 403'), {
+      code: 403,
+      body: {
+        kind: 'Status',
+        reason: 'Forbidden',
+        code: 403,
+        message:
+          'pods "kubedump-x" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true)',
+      },
+    }),
+    'create pod demo/x',
+  );
+  assert.equal(psa.status?.reason, 'Forbidden');
+  assert.equal(creationFailure(psa, 'demo').code, 'POD_SECURITY');
 });

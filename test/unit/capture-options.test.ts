@@ -1,20 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  configArgs,
-  interfaceName,
-  parseInterfaceName,
-  requestFromOptions,
-} from '../../src/capture/extcap-provider.ts';
-import { validateRequest } from '../../src/capture/request.ts';
-import {
-  parsePidLine,
-  tcpdumpArgv,
-  tcpdumpFailure,
-  withWatchdog,
-} from '../../src/capture/tcpdump-command.ts';
+import { validateRequest } from '../../src/capture/options.ts';
+import { parsePidLine, withWatchdog } from '../../src/capture/remote-scripts.ts';
+import { tcpdumpArgv, tcpdumpFailure } from '../../src/capture/tcpdump-command.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { renderArgs } from '../../src/extcap/sentences.ts';
+import { configArgs, requestFromOptions } from '../../src/wireshark/dialog.ts';
+import { interfaceName, parseInterfaceName } from '../../src/wireshark/interfaces.ts';
 
 test('interface names round-trip, pod names may hold dots', () => {
   assert.equal(interfaceName('demo', 'web.v1'), 'kubedump.demo.web.v1');

@@ -15,14 +15,12 @@ import { after, describe, test } from 'node:test';
 import {
   CGROUP_SCAN,
   cgroupScanArgv,
-  parseCgroupScan,
-} from '../../src/capture/runtimes/cgroup-scan.ts';
-import {
   HOST_NETNS_EXIT,
   HOST_NETNS_MARKER,
   hostNetnsRefusal,
   netnsGuardPrefix,
-} from '../../src/capture/runtimes/netns-guard.ts';
+  parseCgroupScan,
+} from '../../src/capture/remote-scripts.ts';
 import { KubedumpError } from '../../src/errors.ts';
 
 // The cgroup scan and the netns guard run under dash (/bin/sh of Debian and

@@ -4,7 +4,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { cachePath, discover, loadSettings, writeSnapshot } from '../../src/capture/discovery.ts';
+import { cachePath, discover, loadSettings, writeSnapshot } from '../../src/wireshark/discovery.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
 function kubeconfigFor(port: number, dir: string): string {
@@ -37,7 +37,15 @@ async function blackHole() {
   };
 }
 
-test('--extcap-interfaces answers within 1.5 s when the API server is black-holed', async () => {
+/** The deadline the README promises for a cluster that does not answer. */
+const DEADLINE_MS = 1000;
+/**
+ * Time the deadline may overrun: from the sources, the Kubernetes client's
+ * modules are compiled during the wait and can hold the timer up on a busy machine.
+ */
+const MARGIN_MS = 500;
+
+test('--extcap-interfaces waits at most the 1 s deadline for a black-holed API server, then lists the cached pods', async () => {
   const hole = await blackHole();
   const dir = mkdtempSync(join(tmpdir(), 'kubedump-discovery-'));
   try {
@@ -47,21 +55,30 @@ test('--extcap-interfaces answers within 1.5 s when the API server is black-hole
       XDG_CACHE_HOME: join(dir, 'cache'),
       XDG_CONFIG_HOME: join(dir, 'config'),
     };
-    // A stale cache from an earlier run: its pods are still offered.
-    const settings = loadSettings(env);
-    const path = cachePath(settings, env);
-    writeSnapshot(path, {
-      time: 0,
+    const path = cachePath(loadSettings(env), env);
+    const snapshot = (time: number) => ({
+      time,
       context: 'hole',
       contexts: ['hole'],
       pods: [{ namespace: 'demo', name: 'web', node: 'n1' }],
     });
-    const ran = await run([...kubedumpCommand(), '--extcap-interfaces', '--extcap-version=4.0'], {
-      env,
-      timeoutMs: 10_000,
-    });
+    // The sources, not a build: start-up is slow, so it is measured. The
+    // baseline is the same call with a fresh cache, which answers without
+    // asking the cluster: what the call with a stale cache takes beyond it
+    // is the wait for the black-holed cluster.
+    const command = [...kubedumpCommand('source'), '--extcap-interfaces', '--extcap-version=4.0'];
+    writeSnapshot(path, snapshot(Date.now()));
+    const fresh = await run(command, { env, timeoutMs: 10_000 });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.match(fresh.stdout, /interface \{value=kubedump\.demo\.web\}/);
+    writeSnapshot(path, snapshot(0));
+    const ran = await run(command, { env, timeoutMs: 10_000 });
     assert.equal(ran.code, 0, ran.stderr);
-    assert.ok(ran.ms < 1500, `took ${ran.ms.toFixed(0)} ms`);
+    const waited = ran.ms - fresh.ms;
+    assert.ok(
+      waited < DEADLINE_MS + MARGIN_MS,
+      `waited ${waited.toFixed(0)} ms beyond a fresh-cache call (${fresh.ms.toFixed(0)} ms)`,
+    );
     assert.match(ran.stdout, /^extcap \{version=/);
     assert.match(ran.stdout, /interface \{value=kubedump\}/);
     assert.match(ran.stdout, /interface \{value=kubedump\.demo\.web\}/);

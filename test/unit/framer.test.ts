@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { test } from 'node:test';
+import { errorLine, KubedumpError } from '../../src/errors.ts';
 import { buildGlobalHeader, LINKTYPE_LINUX_SLL, parseGlobalHeader } from '../../src/pcap/format.ts';
 import { PcapFramer } from '../../src/pcap/framer.ts';
 
@@ -99,6 +100,9 @@ test('reads big-endian captures and stops at the packet limit', async () => {
 test('rejects a stream that is not pcap', async () => {
   await assert.rejects(
     frame([Buffer.from('OCI runtime exec failed: exec failed: no such file ....')]),
-    /did not write a pcap stream/,
+    (e: unknown) =>
+      e instanceof KubedumpError &&
+      e.code === 'PCAP_FORMAT' &&
+      /^the remote tcpdump did not write a pcap stream: .*log level debug/.test(errorLine(e)),
   );
 });

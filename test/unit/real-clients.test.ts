@@ -7,12 +7,6 @@ import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
 import { WebSocketServer } from 'ws';
-import { loadSettings, podsForInterfaces } from '../../src/capture/discovery.ts';
-import {
-  kubedumpProvider,
-  loggerFromOptions,
-  requestFromOptions,
-} from '../../src/capture/extcap-provider.ts';
 import type { KubedumpError } from '../../src/errors.ts';
 import { loadKubeConfig, proxyFromEnvironment } from '../../src/kube/config.ts';
 import { lineSplitter, openExec } from '../../src/kube/exec.ts';
@@ -23,6 +17,10 @@ import {
   requireRunning,
   selectableContainers,
 } from '../../src/kube/pods.ts';
+import { openLog } from '../../src/log.ts';
+import { requestFromOptions } from '../../src/wireshark/dialog.ts';
+import { loadSettings, podsForInterfaces } from '../../src/wireshark/discovery.ts';
+import { kubedumpProvider } from '../../src/wireshark/provider.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
 const tmp = (name: string) => mkdtempSync(join(tmpdir(), `kubedump-${name}-`));
@@ -304,7 +302,7 @@ test('a log file that cannot be opened is one clear line', () => {
   for (const file of [dir, join(locked, 'sub', 'kubedump.log')]) {
     if (process.getuid?.() === 0 && file !== dir) continue; // root writes anywhere
     assert.throws(
-      () => loggerFromOptions(new Map([['log-file', file]])),
+      () => openLog({ file }),
       (e: KubedumpError) =>
         e.code === 'LOG_FILE' && e.line.startsWith(`cannot open the log file ${file} (`),
     );
@@ -415,7 +413,7 @@ test('the provider lists host-network pods as their node', async () => {
   try {
     process.env.XDG_CACHE_HOME = join(dir, 'cache');
     process.env.XDG_CONFIG_HOME = join(dir, 'config');
-    const { cachePath, writeSnapshot } = await import('../../src/capture/discovery.ts');
+    const { cachePath, writeSnapshot } = await import('../../src/wireshark/discovery.ts');
     writeSnapshot(cachePath(loadSettings()), {
       time: Date.now(),
       context: 'c',

@@ -12,18 +12,24 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { HELPER_MAIN } from '../../src/capture/helper-spec.ts';
-import { STOP_LINE, WATCHDOG_TIMEOUT_S, withWatchdog } from '../../src/capture/tcpdump-command.ts';
 import {
   extractArgv,
+  HELPER_MAIN,
   isPrivateDir,
+  killArgv,
   parseProbe,
+  parseSurvey,
   probeArgv,
-  tarOf,
-} from '../../src/capture/upload.ts';
+  STOP_LINE,
+  surveyArgv,
+  WATCHDOG_TIMEOUT_S,
+  withWatchdog,
+} from '../../src/capture/remote-scripts.ts';
+import { tarOf } from '../../src/capture/upload.ts';
 
 // The constant sh scripts kubedump runs in pods, run here under the shells
 // real images have: dash (/bin/sh of Debian and Ubuntu images, no `read -t`)
@@ -208,7 +214,72 @@ for (const [name, shell] of SHELLS) {
       child.stdin?.write(Buffer.alloc(100)); // and then nothing, the stream still open
       assert.ok(await gone(child, exited, 16_000), 'the upload waits forever');
       assert.equal(child.exitCode === 0, false);
+      // The watchdog removes the directory beside the upload's own exit: allow it a moment.
+      for (let i = 0; i < 40 && existsSync(d); i++) await sleep(50);
       assert.ok(!existsSync(d), 'the partial upload is left');
+    });
+  });
+
+  describe(`the kill by PID under ${name}`, () => {
+    const kill = (pid: number) => {
+      const [, ...rest] = killArgv(pid);
+      return spawnSync(shell[0] as string, [...shell.slice(1), ...rest], { timeout: 5000 });
+    };
+
+    test('kills our tcpdump, and nothing else', async () => {
+      const ours = spawn(FAKE_TCPDUMP, [], { stdio: 'ignore' });
+      const foreign = spawn('sleep', ['30'], { stdio: 'ignore' });
+      await sleep(100);
+      try {
+        assert.equal(kill(foreign.pid as number).status, 0);
+        assert.ok(alive(foreign.pid as number), 'a foreign process was killed');
+        assert.equal(kill(ours.pid as number).status, 0);
+        await sleep(100);
+        assert.ok(!alive(ours.pid as number), 'our tcpdump lives on');
+        assert.equal(kill(ours.pid as number).status, 0, 'a PID that is gone is no error');
+      } finally {
+        ours.kill('SIGKILL');
+        foreign.kill('SIGKILL');
+      }
+    });
+  });
+
+  describe(`the runtime survey under ${name}`, () => {
+    test('lists the sockets and clients that exist under the root, the first path of each', () => {
+      const root = mkdtempSync(join(dir, 'root-'));
+      for (const d of ['/run/containerd', '/usr/bin', '/usr/local/bin']) {
+        mkdirSync(join(root, d), { recursive: true });
+      }
+      const server = createServer().listen(join(root, '/run/containerd/containerd.sock'));
+      try {
+        for (const [d, tool] of [
+          ['/usr/local/bin', 'ctr'],
+          ['/usr/bin', 'ctr'],
+          ['/usr/bin', 'crictl'],
+        ] as const) {
+          writeFileSync(join(root, d, tool), '');
+          chmodSync(join(root, d, tool), 0o755);
+        }
+        writeFileSync(join(root, '/usr/bin/docker'), ''); // not executable
+        const [, ...rest] = surveyArgv(
+          root,
+          ['/run/containerd/containerd.sock', '/run/crio/crio.sock'],
+          ['ctr', 'crictl', 'docker'],
+        );
+        const out = spawnSync(shell[0] as string, [...shell.slice(1), ...rest]);
+        assert.equal(out.status, 0, out.stderr.toString());
+        const found = parseSurvey(out.stdout.toString());
+        assert.deepEqual(found.sockets, ['/run/containerd/containerd.sock']);
+        assert.deepEqual(
+          [...found.tools],
+          [
+            ['ctr', '/usr/local/bin/ctr'],
+            ['crictl', '/usr/bin/crictl'],
+          ],
+        );
+      } finally {
+        server.close();
+      }
     });
   });
 

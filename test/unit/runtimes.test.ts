@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { parseSurvey } from '../../src/capture/remote-scripts.ts';
 import { parseCrictlInspect } from '../../src/capture/runtimes/bridge.ts';
 import { containerdBridge, parseCtrTaskList } from '../../src/capture/runtimes/containerd.ts';
 import { crioBridge } from '../../src/capture/runtimes/crio.ts';
 import { dockerBridge, parseDockerInspect } from '../../src/capture/runtimes/docker.ts';
-import { parseSurvey } from '../../src/capture/runtimes/find-pid.ts';
 import { BRIDGES, bridgeFor, parseContainerId } from '../../src/capture/runtimes/index.ts';
 import { KubedumpError } from '../../src/errors.ts';
 

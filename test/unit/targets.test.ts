@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { V1Pod } from '@kubernetes/client-node';
-import { podsForInterfaces } from '../../src/capture/discovery.ts';
 import { KubedumpError } from '../../src/errors.ts';
 import { pickContainer, requireRunning } from '../../src/kube/pods.ts';
+import { podsForInterfaces } from '../../src/wireshark/discovery.ts';
 
 function pod(annotations: Record<string, string> = {}, running = true): V1Pod {
   return {

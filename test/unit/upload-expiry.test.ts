@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { extractArgv } from '../../src/capture/upload.ts';
+import { extractArgv } from '../../src/capture/remote-scripts.ts';
 
 // A run killed between its upload and its capture leaves no file behind:
 // the upload removes itself when no capture's heartbeat appears in time.

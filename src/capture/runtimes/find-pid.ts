@@ -3,40 +3,15 @@ import { KubedumpError } from '../../errors.ts';
 import { execCollect } from '../../kube/exec.ts';
 import type { Logger } from '../../log.ts';
 import { HOST_ROOT } from '../helper-spec.ts';
+import { cgroupScanArgv, parseCgroupScan, parseSurvey, surveyArgv } from '../remote-scripts.ts';
 import type { CaptureRequest } from '../request.ts';
 import type { ContainerRef, RuntimeBridge } from './bridge.ts';
-import { cgroupScanArgv, parseCgroupScan } from './cgroup-scan.ts';
 
 // Finds the host PID of the target container from inside the privileged
 // helper pod: the runtime's own client first (when its socket and client are
 // on the node), then the cgroup scan.
 
 export type HelperExec = { namespace: string; pod: string; container: string };
-
-// Lists which of the candidate sockets and clients exist on the node. The
-// script is constant; sockets come before "--", client names after it.
-const SURVEY = `root=$1; shift; part=s
-for a in "$@"; do
-  if [ "$a" = "--" ]; then part=t; continue; fi
-  if [ $part = s ]; then
-    [ -S "$root$a" ] && echo "socket $a"
-  else
-    for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin /opt/bin; do
-      if [ -x "$root$d/$a" ]; then echo "tool $a $d/$a"; break; fi
-    done
-  fi
-done; exit 0`;
-
-export function parseSurvey(output: string): { sockets: string[]; tools: Map<string, string> } {
-  const sockets: string[] = [];
-  const tools = new Map<string, string>();
-  for (const line of output.split('\n')) {
-    const [kind, a, b] = line.trim().split(' ');
-    if (kind === 'socket' && a) sockets.push(a);
-    if (kind === 'tool' && a && b && !tools.has(a)) tools.set(a, b);
-  }
-  return { sockets, tools };
-}
 
 export interface PidLookup {
   exec: HelperExec;
@@ -57,7 +32,7 @@ export async function findPid(kc: KubeConfig, options: PidLookup): Promise<numbe
     const candidates = request.runtimeSocket ? [request.runtimeSocket] : [...bridge.sockets];
     const survey = await execCollect(kc, {
       ...exec,
-      command: ['sh', '-c', SURVEY, 'sh', HOST_ROOT, ...candidates, '--', ...bridge.tools],
+      command: surveyArgv(HOST_ROOT, candidates, bridge.tools),
       signal,
     });
     const found = parseSurvey(survey.stdout.toString('utf8'));

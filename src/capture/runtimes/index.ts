@@ -4,8 +4,8 @@ import { containerdBridge } from './containerd.ts';
 import { crioBridge } from './crio.ts';
 import { dockerBridge } from './docker.ts';
 
+export { cgroupScanArgv, parseCgroupScan } from '../remote-scripts.ts';
 export { type ContainerRef, parseContainerId, type RuntimeBridge } from './bridge.ts';
-export { cgroupScanArgv, parseCgroupScan } from './cgroup-scan.ts';
 
 export const BRIDGES: readonly RuntimeBridge[] = [containerdBridge, dockerBridge, crioBridge];
 

@@ -1,4 +1,4 @@
-import type { CaptureMode } from './mode.ts';
+import type { CaptureMode } from './capture-mode.ts';
 import { privilegedMode } from './privileged.ts';
 import { unprivilegedMode } from './unprivileged.ts';
 
@@ -7,7 +7,7 @@ import { unprivilegedMode } from './unprivileged.ts';
 export type ModeName = CaptureMode['name'];
 export type ModeRegistry = Readonly<Record<ModeName, CaptureMode>>;
 
-export const CAPTURE_MODES: ModeRegistry = {
+export const MODES: ModeRegistry = {
   unprivileged: unprivilegedMode,
   privileged: privilegedMode,
 };

@@ -3,15 +3,15 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, renameSync, rmSync } fr
 import { dirname, join, resolve } from 'node:path';
 import { isSea } from 'node:sea';
 import { fileURLToPath } from 'node:url';
-import { KubedumpError } from './errors.ts';
+import { KubedumpError } from '../errors.ts';
 import {
   currentHost,
   executableName,
   extcapFolders,
   knownExtcapFolders,
-} from './platform-paths.ts';
-import { tcpdumpManifest } from './tcpdump/index.ts';
-import { VERSION } from './version.ts';
+} from '../platform-paths.ts';
+import { tcpdumpManifest } from '../tcpdump/index.ts';
+import { VERSION } from '../version.ts';
 
 // Puts the executable where the local Wireshark looks for extcaps: the
 // folder `tshark -G folders` names, else the usual personal folders.
@@ -40,7 +40,7 @@ export function candidateFolders(): string[] {
 /** The executable to install: this one when running as a single executable, else the built one. */
 function sourceExecutable(): string {
   if (isSea()) return process.execPath;
-  const built = resolve(dirname(fileURLToPath(import.meta.url)), '..', 'extcap', NAME);
+  const built = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'extcap', NAME);
   if (!existsSync(built)) {
     throw new KubedumpError('NOT_BUILT', `no built executable at ${built}`, {
       hint: 'run npm run build first',

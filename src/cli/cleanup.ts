@@ -1,6 +1,6 @@
+import { sweepAbandoned } from '../capture/privileged.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { type Logger, silentLogger } from '../log.ts';
-import { sweepAbandoned } from './privileged.ts';
 
 // `kubedump cleanup [--all-namespaces]`: deletes the helper pods that serve
 // no capture any more (ended, or never started). A running helper belongs to

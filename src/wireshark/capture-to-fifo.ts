@@ -1,10 +1,10 @@
+import type { CaptureRequest } from '../capture/request.ts';
+import { runCapture } from '../capture/session.ts';
 import type { CaptureCall } from '../extcap/dispatcher.ts';
 import type { Logger } from '../log.ts';
-import type { CaptureRequest } from './request.ts';
-import { runCapture } from './session.ts';
 
 /** Runs a capture into Wireshark's fifo. */
-export async function captureToOutput(
+export async function captureToFifo(
   request: CaptureRequest,
   call: CaptureCall,
   log: Logger,

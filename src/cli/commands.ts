@@ -1,0 +1,110 @@
+import { writeSync } from 'node:fs';
+import yargs from 'yargs';
+import { errorLine, KubedumpError } from '../errors.ts';
+import { VERSION } from '../version.ts';
+import { captureCommand, captureOptions } from './capture.ts';
+
+// The command-line face: `kubedump capture POD ...` for terminals and scripts
+// (`-w - | tshark -r -`), plus cleanup, install, uninstall and version.
+
+/**
+ * A filter is free text and may start with "-" (`-f "-w x"`), which yargs
+ * would read as more options; `--filter=VALUE` keeps it one value.
+ */
+export function filterAsOneValue(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] as string;
+    if (token === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    if ((token === '-f' || token === '--filter') && i + 1 < argv.length) {
+      out.push(`--filter=${argv[++i]}`);
+    } else {
+      out.push(token);
+    }
+  }
+  return out;
+}
+
+export async function runCli(argv: string[], signal: AbortSignal): Promise<number> {
+  let code = 0;
+  const run = (job: Promise<number>) => {
+    return job.then(
+      (c) => {
+        code = c;
+      },
+      (error) => {
+        writeSync(2, `kubedump: ${errorLine(error)}\n`);
+        code = 1;
+      },
+    );
+  };
+  await yargs(filterAsOneValue(argv))
+    // -w a -w b: the last one wins, as in most tools (an array would mean stdout).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
+    .scriptName('kubedump')
+    .usage(
+      "$0 <command> [options]\n\nCaptures a Kubernetes pod's packets with tcpdump, for Wireshark and tshark.",
+    )
+    .command(
+      'capture <pod> [expression..]',
+      'capture the packets of a pod (pcap on stdout or to a file)',
+      (y) => captureOptions(y),
+      (args) => run(captureCommand(args, signal)),
+    )
+    .command(
+      'cleanup',
+      'delete every helper pod kubedump left behind',
+      (y) =>
+        y
+          .option('namespace', {
+            alias: 'n',
+            type: 'string',
+            describe: "namespace (default: the context's)",
+          })
+          .option('all-namespaces', {
+            alias: 'A',
+            type: 'boolean',
+            default: false,
+            describe: 'every namespace',
+          })
+          .option('context', { type: 'string', describe: 'kubeconfig context' })
+          .option('kubeconfig', { type: 'string', describe: 'kubeconfig file' }),
+      (args) =>
+        run(
+          import('./cleanup.ts').then((m) =>
+            m.cleanupCommand({
+              kubeconfig: args.kubeconfig,
+              context: args.context,
+              namespace: args.namespace,
+              allNamespaces: Boolean(args['all-namespaces']),
+              print: (line) => process.stdout.write(`${line}\n`),
+            }),
+          ),
+        ),
+    )
+    .command('install', "put kubedump into Wireshark's personal extcap folder", {}, () =>
+      run(import('./install.ts').then((m) => m.install())),
+    )
+    .command('uninstall', "remove kubedump from Wireshark's extcap folders", {}, () =>
+      run(import('./install.ts').then((m) => m.uninstall())),
+    )
+    .command('version', 'print versions of kubedump and the embedded tcpdump', {}, () =>
+      run(import('./install.ts').then((m) => m.printVersion())),
+    )
+    .version(VERSION)
+    .demandCommand(1, 'name a command, e.g. kubedump capture POD -w -')
+    .strict()
+    .fail((message, error) => {
+      // yargs' own complaints (YError) are bad input too, never "unexpected".
+      if (error && error.name !== 'YError') throw error;
+      throw new KubedumpError('BAD_INPUT', message ?? error?.message ?? 'bad arguments', {
+        hint: 'see kubedump --help',
+      });
+    })
+    .help()
+    .parseAsync();
+  return code;
+}

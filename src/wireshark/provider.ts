@@ -1,0 +1,63 @@
+import { logSettings, rawFromDialog } from '../capture/options.ts';
+import type { CaptureRequest } from '../capture/request.ts';
+import type { CaptureCall, ExtcapProvider } from '../extcap/dispatcher.ts';
+import type { Interface } from '../extcap/sentences.ts';
+import { type Logger, openLog } from '../log.ts';
+import { LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
+import { VERSION } from '../version.ts';
+import { configArgs, reloadWithin, requestFromOptions } from './dialog.ts';
+import { discover, loadSettings, podsForInterfaces, refreshInBackground } from './discovery.ts';
+import { checkFilter } from './filter-check.ts';
+import { GENERIC_INTERFACE, interfaceName } from './interfaces.ts';
+
+// Wireshark's view of kubedump: interfaces are pods, the options dialog picks
+// the cluster, pod and mode, and a capture runs a capture session.
+
+export interface ProviderDeps {
+  capture(request: CaptureRequest, call: CaptureCall, log: Logger): Promise<void>;
+}
+
+export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
+  return {
+    info: {
+      version: VERSION,
+      help: 'kubedump --help',
+      display: 'Kubernetes pod capture',
+    },
+    async interfaces(): Promise<Interface[]> {
+      const settings = loadSettings();
+      const { snapshot, late } = await discover(settings);
+      // Never delay the answer: a late listing is finished by a detached child.
+      if (late) await refreshInBackground(settings).catch(() => {});
+      const generic: Interface = {
+        value: GENERIC_INTERFACE,
+        display: 'Kubernetes pod (choose in options)',
+      };
+      const pods = podsForInterfaces(snapshot, settings.maxInterfaces).map((p) => ({
+        value: interfaceName(p.namespace, p.name),
+        display: p.hostNetwork
+          ? `Kubernetes node ${p.node || '?'} (all its traffic: pod ${p.namespace}/${p.name} uses the host network)`
+          : `Kubernetes pod ${p.namespace}/${p.name}${p.node ? ` on ${p.node}` : ''}`,
+      }));
+      return [generic, ...pods];
+    },
+    dlts: () => [
+      { number: LINKTYPE_LINUX_SLL, name: 'LINUX_SLL', display: 'Linux cooked capture' },
+    ],
+    config: async (iface) => configArgs(iface),
+    reload: (iface, option, options) => reloadWithin(iface, option, options),
+    checkFilter: (_iface, filter) => checkFilter(filter),
+    async capture(call) {
+      const log = openLog(logSettings(rawFromDialog(call.options), 'dialog'));
+      try {
+        const request = requestFromOptions(call.iface, call.captureFilter, call.options);
+        await deps.capture(request, call, log);
+      } catch (error) {
+        log.error('capture failed', { error });
+        throw error;
+      } finally {
+        log.close();
+      }
+    },
+  };
+}
