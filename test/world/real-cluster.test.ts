@@ -2,7 +2,8 @@
 // the real kubectl against the real v1.20 kube-apiserver, kubelet and containerd.
 
 import assert from 'node:assert/strict';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { KubectlOptions, RunResult } from '../support/real-cluster.ts';
 import { DEMO_PODS, kubectl, realCluster } from '../support/real-cluster.ts';
 
@@ -14,7 +15,11 @@ const restricted: KubectlOptions = {
 };
 
 interface PodJson {
-  metadata: { name: string };
+  metadata: {
+    name: string;
+    deletionTimestamp?: string;
+    ownerReferences?: { kind: string; name: string }[];
+  };
   spec: { nodeName?: string };
   status: {
     phase?: string;
@@ -230,4 +235,121 @@ describe('real local cluster', () => {
     const exec = await kubectl(['exec', 'web', '--', 'sh', '-c', 'exit 4'], nopatch);
     assert.equal(exec.code, 4, exec.stderr);
   });
+});
+
+describe('real local cluster: the controller manager', () => {
+  const name = 'kdtest-replicas';
+  const selector = `app=${name}`;
+  const deployment = JSON.stringify({
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: 'demo', labels: { app: name } },
+    spec: {
+      replicas: 3,
+      selector: { matchLabels: { app: name } },
+      template: {
+        metadata: { labels: { app: name } },
+        spec: {
+          // The bundled cluster has no scheduler.
+          nodeName: 'kubedump-node',
+          terminationGracePeriodSeconds: 1,
+          automountServiceAccountToken: false,
+          enableServiceLinks: false,
+          containers: [
+            {
+              name: 'web',
+              image: 'docker.io/library/busybox:1.36',
+              imagePullPolicy: 'Never',
+              command: ['httpd', '-f', '-p', '80', '-h', '/var/www'],
+              ports: [{ containerPort: 80 }],
+            },
+          ],
+        },
+      },
+    },
+  });
+
+  async function replicaPods(): Promise<PodJson[]> {
+    const out = ok(
+      await kubectl(['get', 'pods', '-n', 'demo', '-l', selector, '-o', 'json'], admin),
+      'get the replicas',
+    );
+    return (JSON.parse(out) as { items: PodJson[] }).items;
+  }
+
+  /** Polls until `done` holds for the replica pods; fails with the last list. */
+  async function waitForPods(what: string, done: (pods: PodJson[]) => boolean): Promise<PodJson[]> {
+    const deadline = Date.now() + 90_000;
+    let pods: PodJson[] = [];
+    while (Date.now() < deadline) {
+      pods = await replicaPods();
+      if (done(pods)) return pods;
+      await sleep(500);
+    }
+    const seen = pods.map((p) => `${p.metadata.name} ${p.status.phase ?? '?'}`).join(', ');
+    assert.fail(`${what}: not within 90 s; pods: ${seen || 'none'}`);
+  }
+
+  const remove = () =>
+    kubectl(
+      ['delete', 'deployment', name, '-n', 'demo', '--ignore-not-found', '--wait=false'],
+      admin,
+    );
+  before(remove);
+  after(remove);
+
+  test(
+    'a Deployment of 3 replicas gets its ReplicaSet and 3 Ready pods, all gone when it is deleted',
+    {
+      timeout: 240_000,
+    },
+    async () => {
+      ok(
+        await kubectl(['apply', '-f', '-'], { ...admin, input: deployment }),
+        'apply the Deployment',
+      );
+      const ready = await waitForPods('3 Ready replicas', (pods) => {
+        const live = pods.filter((p) => !p.metadata.deletionTimestamp);
+        return (
+          live.length === 3 &&
+          live.every((p) => p.status.phase === 'Running' && p.status.containerStatuses?.[0]?.ready)
+        );
+      });
+      const owners = new Set(ready.map((p) => p.metadata.ownerReferences?.[0]?.name));
+      assert.equal(owners.size, 1, `one owner expected: ${[...owners].join(', ')}`);
+      const [replicaSet] = [...owners];
+      assert.match(replicaSet ?? '', new RegExp(`^${name}-[0-9a-z]+$`));
+      for (const p of ready) {
+        assert.equal(p.metadata.ownerReferences?.[0]?.kind, 'ReplicaSet');
+        assert.match(p.status.podIP ?? '', /^10\.88\.\d+\.\d+$/);
+      }
+      const rs = ok(
+        await kubectl(
+          [
+            'get',
+            'replicaset',
+            replicaSet ?? '',
+            '-n',
+            'demo',
+            '-o',
+            'jsonpath={.status.readyReplicas}',
+          ],
+          admin,
+        ),
+        'get the ReplicaSet',
+      );
+      assert.equal(rs, '3');
+
+      ok(
+        await kubectl(['delete', 'deployment', name, '-n', 'demo'], admin),
+        'delete the Deployment',
+      );
+      await waitForPods('the replicas gone', (pods) => pods.length === 0);
+      const left = await kubectl(
+        ['get', 'replicaset', '-n', 'demo', '-l', selector, '-o', 'name'],
+        admin,
+      );
+      assert.equal(ok(left, 'list ReplicaSets'), '');
+    },
+  );
 });
