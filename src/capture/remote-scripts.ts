@@ -43,6 +43,9 @@ for d in "$@"; do
 done
 echo "nowhere - $arch $tar"`;
 
+/** An upload whose payload stops growing this long removes itself. */
+export const UPLOAD_STALL_S = 10;
+
 // $1 size, $2 the private directory, $3 the file's name, $4 tar (yes/no).
 // head stops after the payload's size, so the command ends and reports its
 // exit status even over exec v4, where stdin cannot be closed. If the
@@ -50,7 +53,8 @@ echo "nowhere - $arch $tar"`;
 // the exec's stdin then stays open forever), the upload removes itself and
 // its directory; so does a run's upload whose capture has not started
 // (no heartbeat file) 30 s later. That last watch is a process of its own
-// that ends as soon as the capture starts.
+// that ends as soon as the capture starts. The stall watch removes the
+// directory before it kills head: the upload's own exit then kills the watch.
 const EXTRACT = `EXPIRE='i=0; while [ $i -lt 30 ]; do sleep 1; [ -d "$1" ] || exit 0
   for h in "$1"/heartbeat-*; do [ -e "$h" ] && exit 0; done; i=$((i+1)); done; rm -rf "$1"'
 n=$1; d=$2; f=$3; p="$2/.upload"
@@ -61,7 +65,7 @@ exec 3<&-
   while sleep 2 && kill -0 $h 2>/dev/null; do
     s=$(wc -c <"$p" 2>/dev/null)
     if [ "$s" != "$last" ]; then last=$s; m=0; else m=$((m+2)); fi
-    if [ $m -ge 10 ]; then kill $h; rm -rf "$d"; break; fi
+    if [ $m -ge ${UPLOAD_STALL_S} ]; then rm -rf "$d"; kill $h; break; fi
   done ) </dev/null >/dev/null 2>&1 &
 k=$!
 wait $h; s=$?; kill $k 2>/dev/null

@@ -29,10 +29,24 @@ before(async () => {
     'jsonpath={.status.podIP}',
   ]);
   assert.match(web.stdout, /^\d+\.\d+\.\d+\.\d+$/);
+  await startPod('readonly', {
+    command: [
+      'sh',
+      '-c',
+      'while true; do timeout 3 wget -q -O - "http://$0/" >/dev/null; sleep 0.3; done',
+      web.stdout,
+    ],
+    securityContext: { readOnlyRootFilesystem: true },
+    volumeMounts: [{ name: 'scratch', mountPath: '/run' }],
+  });
+});
+
+/** A busybox pod on the node with one emptyDir volume (`scratch`), once it is Ready. */
+async function startPod(name: string, container: Record<string, unknown>) {
   const pod = {
     apiVersion: 'v1',
     kind: 'Pod',
-    metadata: { name: 'readonly', namespace: 'demo' },
+    metadata: { name, namespace: 'demo' },
     spec: {
       nodeName: 'kubedump-node',
       terminationGracePeriodSeconds: 0,
@@ -41,17 +55,10 @@ before(async () => {
           name: 'app',
           image: 'docker.io/library/busybox:1.36',
           imagePullPolicy: 'Never',
-          command: [
-            'sh',
-            '-c',
-            'while true; do timeout 3 wget -q -O - "http://$0/" >/dev/null; sleep 0.3; done',
-            web.stdout,
-          ],
-          securityContext: { readOnlyRootFilesystem: true },
-          volumeMounts: [{ name: 'run', mountPath: '/run' }],
+          ...container,
         },
       ],
-      volumes: [{ name: 'run', emptyDir: {} }],
+      volumes: [{ name: 'scratch', emptyDir: {} }],
     },
   };
   assert.equal((await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod))).code, 0);
@@ -60,11 +67,11 @@ before(async () => {
     '-n',
     'demo',
     '--for=condition=Ready',
-    'pod/readonly',
+    `pod/${name}`,
     '--timeout=60s',
   ]);
   assert.equal(ready.code, 0, ready.stderr);
-});
+}
 
 after(async () => {
   await world?.kubectl([
@@ -129,35 +136,10 @@ test('read-only /tmp and noexec /dev/shm do not end the capture', async () => {
 });
 
 test('files planted in a shared /tmp are never executed; the upload goes into a private directory', async () => {
-  const pod = {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: 'shared', namespace: 'demo' },
-    spec: {
-      nodeName: 'kubedump-node',
-      terminationGracePeriodSeconds: 0,
-      containers: [
-        {
-          name: 'app',
-          image: 'docker.io/library/busybox:1.36',
-          imagePullPolicy: 'Never',
-          command: ['sh', '-c', 'chmod 777 /tmp; exec sleep 3600'],
-          volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
-        },
-      ],
-      volumes: [{ name: 'tmp', emptyDir: {} }],
-    },
-  };
-  assert.equal((await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod))).code, 0);
-  const ready = await world.kubectl([
-    'wait',
-    '-n',
-    'demo',
-    '--for=condition=Ready',
-    'pod/shared',
-    '--timeout=60s',
-  ]);
-  assert.equal(ready.code, 0, ready.stderr);
+  await startPod('shared', {
+    command: ['sh', '-c', 'chmod 777 /tmp; exec sleep 3600'],
+    volumeMounts: [{ name: 'scratch', mountPath: '/tmp' }],
+  });
   // Another user of the pod (uid 1000) plants the genuine binary where an
   // earlier run kept it, and a world-writable "kept" directory holding it too.
   const manifest = JSON.parse(

@@ -26,6 +26,7 @@ import {
   probeArgv,
   STOP_LINE,
   surveyArgv,
+  UPLOAD_STALL_S,
   WATCHDOG_TIMEOUT_S,
   withWatchdog,
 } from '../../src/capture/remote-scripts.ts';
@@ -135,7 +136,7 @@ for (const [name, shell] of SHELLS) {
       const beat = setInterval(() => kept.child.stdin?.write('\n'), 1000);
       try {
         assert.ok(
-          await gone(silent.child, silent.exited, (WATCHDOG_TIMEOUT_S + 6) * 1000),
+          await gone(silent.child, silent.exited, (WATCHDOG_TIMEOUT_S + 2) * 2000),
           'a silent client did not stop tcpdump',
         );
         assert.ok(alive(kept.pid), 'a client that beats lost its tcpdump');
@@ -179,7 +180,7 @@ for (const [name, shell] of SHELLS) {
       let n = 0;
       const beat = setInterval(() => writeFileSync(beaten, `${++n}\n`), 1000);
       try {
-        assert.ok(await gone(a.child, a.exited, 13_000), 'the idle helper did not end');
+        assert.ok(await gone(a.child, a.exited, 25_000), 'the idle helper did not end');
         assert.equal(b.child.exitCode, null, 'a helper whose capture beats ended');
       } finally {
         clearInterval(beat);
@@ -212,10 +213,12 @@ for (const [name, shell] of SHELLS) {
       });
       const exited = new Promise<void>((r) => child.once('exit', () => r()));
       child.stdin?.write(Buffer.alloc(100)); // and then nothing, the stream still open
-      assert.ok(await gone(child, exited, 16_000), 'the upload waits forever');
+      // The stall is seen within one 2 s poll of the limit; the rest is slack
+      // for a machine busy starting a cluster (this asks "does it end", not "how fast").
+      const budget = (UPLOAD_STALL_S + 2) * 2000;
+      assert.ok(await gone(child, exited, budget), `the upload still waits after ${budget} ms`);
       assert.equal(child.exitCode === 0, false);
-      // The watchdog removes the directory beside the upload's own exit: allow it a moment.
-      for (let i = 0; i < 40 && existsSync(d); i++) await sleep(50);
+      // Removed before the upload ends, not beside it: nothing races the removal.
       assert.ok(!existsSync(d), 'the partial upload is left');
     });
   });
