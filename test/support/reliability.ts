@@ -327,7 +327,17 @@ async function restartHeld(kubeconfig: string): Promise<void> {
   const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
   assert.match(argv[0] ?? '', /kube-apiserver$/);
   process.kill(pid, 'SIGTERM');
-  await until('kube-apiserver to stop', () => !existsSync(`/proc/${pid}`), 20_000);
+  // v1.20 lets open watches (the controller-manager's) run out their 60 s
+  // timeout before it exits; after a grace period, kill it as a kubelet would.
+  const stopped = () => !existsSync(`/proc/${pid}`);
+  const graceful = await until('kube-apiserver to stop', stopped, 20_000).then(
+    () => true,
+    () => false,
+  );
+  if (!graceful) {
+    process.kill(pid, 'SIGKILL');
+    await until('kube-apiserver to die', stopped, 10_000);
+  }
   // detached: the daemon gets its own session, as `setsid` gives it in local-k8s.
   const logFd = openSync(join(K8S_DIR, 'logs', 'kube-apiserver.log'), 'a');
   const child = spawn(argv[0] as string, argv.slice(1), {
