@@ -1,6 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { CaptureRequest } from './request.ts';
+import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
 
 // A capture mode decides where tcpdump runs. `prepare` may create things in
@@ -23,6 +24,8 @@ export interface ModeContext {
   log: Logger;
   signal: AbortSignal;
   cleanup: AsyncDisposableStack;
+  /** The stop's one deadline: cleanup steps take what remains of it. */
+  clock: StopClock;
   /** The target node's architecture, or undefined when nodes can't be read. */
   nodeArchitecture(): Promise<string | undefined>;
 }

@@ -25,6 +25,7 @@ import { netnsGuardPrefix } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
+import type { StopClock } from './stop-clock.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)
@@ -33,8 +34,6 @@ import { ensureTcpdump } from './upload.ts';
 // the target container, so distroless and non-root pods can be captured.
 
 const DEFAULT_HELPER_TIMEOUT_S = optionRow('helperTimeout').default as number;
-/** How long the stop may wait for the helper pod to disappear. */
-const DELETE_WAIT_MS = 1200;
 /** The sweep of abandoned helpers runs beside the helper's start, never longer than this. */
 const SWEEP_BUDGET_MS = 3000;
 
@@ -59,7 +58,7 @@ export const privilegedMode: CaptureMode = {
     // may still have happened on the server's. Deleting a missing pod is fine.
     let removing: Promise<void> | undefined;
     const remove = () => {
-      removing ??= removeHelper(kc, helper, log);
+      removing ??= removeHelper(kc, helper, log, ctx.clock);
       return removing;
     };
     cleanup.defer(remove);
@@ -170,8 +169,14 @@ export async function sweepAbandoned(
   return { deleted: abandoned.length, live: helpers.length - abandoned.length };
 }
 
-async function removeHelper(kc: KubeConfig, helper: PodRef, log: Logger): Promise<void> {
-  const gone = await deletePodAndWait(kc, helper, DELETE_WAIT_MS);
+async function removeHelper(
+  kc: KubeConfig,
+  helper: PodRef,
+  log: Logger,
+  clock: StopClock,
+): Promise<void> {
+  // It may wait for the pod to disappear until the stop's deadline.
+  const gone = await deletePodAndWait(kc, helper, clock.remainingMs());
   log.info(gone ? 'helper pod deleted' : 'helper pod deletion still running', {
     pod: `${helper.namespace}/${helper.name}`,
   });

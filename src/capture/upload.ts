@@ -15,6 +15,7 @@ import {
   probeArgv,
   UPLOAD_DIRS,
 } from './remote-scripts.ts';
+import type { StopClock } from './stop-clock.ts';
 
 // Puts the static tcpdump into a container, in a directory of its own: other
 // processes in the pod (another user, or anything that can write to a shared
@@ -115,6 +116,8 @@ export interface UploadContext {
   log: Logger;
   signal: AbortSignal;
   cleanup: AsyncDisposableStack;
+  /** The stop's one deadline: the removal takes what remains of it. */
+  clock: StopClock;
   /** The target node's architecture, or undefined when nodes can't be read. */
   nodeArchitecture(): Promise<string | undefined>;
 }
@@ -156,7 +159,7 @@ export async function ensureTcpdump(
     const dirs = answered
       ? [answered.dir]
       : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
-    await removeDirs(kc, target, dirs, log);
+    await removeDirs(kc, target, dirs, log, ctx.clock.signal());
   });
   const [nodeArch, probe] = await Promise.all([ctx.nodeArchitecture(), probing]);
   const arch: Arch | undefined = archFromNode(nodeArch ?? probe.arch);
@@ -180,16 +183,19 @@ export async function ensureTcpdump(
   return { binary, dir: probe.dir };
 }
 
-/** How long removing the upload may take during a stop. */
-const REMOVE_BUDGET_MS = 1500;
-
-async function removeDirs(kc: KubeConfig, target: ExecTarget, dirs: string[], log: Logger) {
+async function removeDirs(
+  kc: KubeConfig,
+  target: ExecTarget,
+  dirs: string[],
+  log: Logger,
+  signal: AbortSignal,
+) {
   const ours = dirs.filter(isPrivateDir);
   if (!ours.length) return;
   const result = await execCollect(kc, {
     ...target,
     command: ['rm', '-rf', '--', ...ours],
-    signal: AbortSignal.timeout(REMOVE_BUDGET_MS),
+    signal,
   });
   log.info('uploaded tcpdump removed', { dirs: ours, exitCode: result.exitCode });
 }

@@ -1,0 +1,43 @@
+import { KubedumpError } from '../errors.ts';
+
+// One deadline for a capture's whole stop: fixed when the stop comes (or
+// when cleanup starts after a failure), and every cleanup step gets what
+// remains of it, so the steps together never run past the budget.
+
+/** How long cleanup may take after a stop before the process gives up waiting. */
+export const STOP_BUDGET_MS = 1500;
+
+export class StopClock {
+  #deadline: number | undefined;
+  readonly #budgetMs: number;
+
+  constructor(budgetMs = STOP_BUDGET_MS) {
+    this.#budgetMs = budgetMs;
+  }
+
+  /** Fixes the deadline now, unless it is fixed already. */
+  start(): void {
+    this.#deadline ??= Date.now() + this.#budgetMs;
+  }
+
+  /** Milliseconds left until the deadline (fixing it if need be). */
+  remainingMs(): number {
+    this.start();
+    return Math.max(0, (this.#deadline as number) - Date.now());
+  }
+
+  /** A signal that aborts at the deadline: for one cleanup request. */
+  signal(): AbortSignal {
+    return AbortSignal.timeout(Math.max(1, this.remainingMs()));
+  }
+}
+
+/** Settles with `promise`, or rejects as soon as `signal` aborts. */
+export function orStop<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new KubedumpError('ABORTED', 'stopped'));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

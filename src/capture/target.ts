@@ -1,0 +1,54 @@
+import type { KubeConfig } from '@kubernetes/client-node';
+import {
+  getPod,
+  hostNetworkNotice,
+  pickContainer,
+  requireLinux,
+  requireRunning,
+} from '../kube/pods.ts';
+import type { TargetContainer } from './capture-mode.ts';
+import { orStop, STOP_BUDGET_MS } from './stop-clock.ts';
+
+// The container a capture is about, read from the API server, with the
+// notices its user should read before the capture starts.
+
+export async function resolveTarget(
+  kc: KubeConfig,
+  ref: { namespace: string; pod: string; container: string | undefined },
+  signal: AbortSignal,
+): Promise<{ target: TargetContainer; notices: string[] }> {
+  // The API server may be slow or black-holed: a stop must not wait for it.
+  const pod = await orStop(getPod(kc, { namespace: ref.namespace, name: ref.pod }), signal);
+  const picked = pickContainer(pod, ref.container);
+  requireRunning(picked);
+  await orStop(requireLinux(kc, picked), signal);
+  const hostNetwork = hostNetworkNotice(picked);
+  return {
+    target: {
+      namespace: ref.namespace,
+      pod: ref.pod,
+      container: picked.container,
+      containerId: picked.containerId,
+      nodeName: picked.nodeName,
+      hostNetwork: picked.hostNetwork,
+    },
+    notices: [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])],
+  };
+}
+
+/** "pod NS/NAME" when that pod is gone or being deleted; undefined when it is there or unknown. */
+export async function podDeleted(
+  kc: KubeConfig,
+  ref: { namespace: string; pod: string },
+): Promise<string | undefined> {
+  const what = `pod ${ref.namespace}/${ref.pod}`;
+  try {
+    const pod = await orStop(
+      getPod(kc, { namespace: ref.namespace, name: ref.pod }),
+      AbortSignal.timeout(STOP_BUDGET_MS),
+    );
+    return pod.metadata?.deletionTimestamp ? what : undefined;
+  } catch (error) {
+    return (error as { code?: string }).code === 'POD_NOT_FOUND' ? what : undefined;
+  }
+}
