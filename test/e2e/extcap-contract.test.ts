@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { BUILT, run } from '../support/kubedump.ts';
 import { allRemoteTcpdumps, untilNoRemoteTcpdump } from '../support/leftovers.ts';
+import { extcapIntoFifo } from '../support/reliability.ts';
 import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // The extcap contract, checked on the built executable against the real
@@ -110,27 +110,10 @@ describe('extcap contract of the built executable', () => {
     assert.match(linkTypes.stdout, /LINUX_SLL/);
   });
 
-  /** Starts a capture into a fifo read by `reader`, like dumpcap does. */
-  function captureIntoFifo(iface: string) {
+  const captureIntoFifo = (iface: string) => {
     const dir = mkdtempSync(join(tmpdir(), 'kubedump-fifo-'));
-    const fifo = join(dir, 'fifo');
-    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
-    const child = spawn(BUILT, ['--capture', '--extcap-interface', iface, '--fifo', fifo], {
-      env: home.env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (c) => (stderr += c));
-    const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
-      child.on('exit', (code) => resolve({ code, at: Date.now() })),
-    );
-    const reader = createReadStream(fifo);
-    const chunks: Buffer[] = [];
-    reader.on('data', (c) => chunks.push(c as Buffer));
-    const firstBytes = new Promise<void>((resolve) => reader.once('data', () => resolve()));
-    const readerClosed = new Promise<void>((resolve) => reader.once('close', () => resolve()));
-    return { child, exited, reader, chunks, firstBytes, readerClosed, dir, stderr: () => stderr };
-  }
+    return { dir, ...extcapIntoFifo(dir, ['--extcap-interface', iface], home.env) };
+  };
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     test(`${signal} during a capture: exit 0 within 2 s, a valid capture, nothing left`, async () => {
@@ -138,10 +121,10 @@ describe('extcap contract of the built executable', () => {
       await capture.firstBytes;
       await new Promise((r) => setTimeout(r, 1500)); // let some packets flow
       assert.equal(allRemoteTcpdumps().length, 1, 'the remote tcpdump runs');
-      const sent = Date.now();
+      const sent = performance.now();
       capture.child.kill(signal);
       const { code, at } = await capture.exited;
-      await capture.readerClosed;
+      await capture.closed;
       assert.equal(code, 0, capture.stderr());
       assert.ok(at - sent < 2000, `exit took ${at - sent} ms`);
       assert.equal(capture.stderr(), '');
@@ -169,7 +152,7 @@ describe('extcap contract of the built executable', () => {
   test('a failed capture writes its reason to stderr, then opens and closes the fifo', async () => {
     const capture = captureIntoFifo('kubedump.demo.no-such-pod');
     const { code } = await capture.exited;
-    await capture.readerClosed;
+    await capture.closed;
     assert.equal(code, 1);
     assert.equal(Buffer.concat(capture.chunks).length, 0);
     // The whole line: what was not found, and what to do.

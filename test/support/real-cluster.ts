@@ -9,9 +9,9 @@
 // `local-nopatch` (what a privileged capture needs in `demo`: get, list, watch,
 // create and delete pods, create and get pods/exec; no `patch pods`).
 
-import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { run } from './process.ts';
 
 export const KUBECTL = '/usr/bin/kubectl';
 
@@ -72,37 +72,13 @@ export interface RunOptions {
 }
 
 /** Runs a program without a shell; never rejects: look at `code`. */
-export function run(
+export async function runFile(
   file: string,
   args: readonly string[],
   opts: RunOptions = {},
 ): Promise<RunResult> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      file,
-      [...args],
-      {
-        encoding: 'utf8',
-        maxBuffer: 64 * 1024 * 1024,
-        timeout: opts.timeoutMs ?? 60_000,
-        killSignal: 'SIGKILL',
-        env: opts.env ?? process.env,
-      },
-      (error, stdout, stderr) => {
-        let code = 0;
-        if (error) {
-          const c = (error as { code?: unknown }).code;
-          code = typeof c === 'number' ? c : -1;
-        }
-        resolve({ stdout, stderr, code });
-      },
-    );
-    if (child.stdin) {
-      child.stdin.on('error', () => {});
-      if (opts.input !== undefined) child.stdin.end(opts.input);
-      else child.stdin.end();
-    }
-  });
+  const ran = await run([file, ...args], { ...opts, timeoutMs: opts.timeoutMs ?? 60_000 });
+  return { stdout: ran.stdout, stderr: ran.stderr, code: ran.code ?? -1 };
 }
 
 export interface KubectlOptions extends RunOptions {
@@ -115,10 +91,10 @@ export interface KubectlOptions extends RunOptions {
 export function kubectl(args: readonly string[], opts: KubectlOptions): Promise<RunResult> {
   const pre = ['--kubeconfig', opts.kubeconfig];
   if (opts.context) pre.push('--context', opts.context);
-  return run(KUBECTL, [...pre, ...args], opts);
+  return runFile(KUBECTL, [...pre, ...args], opts);
 }
 
 /** Runs scripts/local-k8s SUBCOMMAND (up, down, status, check-clean...). */
 export function localK8s(subcommand: string, timeoutMs = 600_000): Promise<RunResult> {
-  return run('bash', [LOCAL_K8S, subcommand], { timeoutMs });
+  return runFile('bash', [LOCAL_K8S, subcommand], { timeoutMs });
 }

@@ -11,7 +11,11 @@ import {
 } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { assertBuiltIsCurrent, BUILT, run } from './kubedump.ts';
+import { assertBuiltIsCurrent, BUILT } from './kubedump.ts';
+import { run, until } from './process.ts';
+
+export { until };
+
 import { HOST_PID_NS, reportedPids, tcpdumpRuns as runsIn } from './leftovers.ts';
 import { kubectl } from './real-cluster.ts';
 
@@ -48,15 +52,6 @@ export const remotePids = reportedPids;
  */
 export function tcpdumpRuns(hostPid: number): boolean {
   return runsIn({ pid: hostPid, pidNs: HOST_PID_NS, where: 'host' });
-}
-
-export async function until(what: string, check: () => boolean | Promise<boolean>, ms = 15_000) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 /** Resident set size of a process in KiB (0 when it is gone). */
@@ -100,6 +95,7 @@ export function extcapIntoFifo(dir: string, args: string[], env: NodeJS.ProcessE
   reader.on('data', (c) => chunks.push(c as Buffer));
   reader.on('error', () => {});
   const closed = new Promise<void>((r) => reader.once('close', () => r()));
+  const firstBytes = new Promise<void>((r) => reader.once('data', () => r()));
   // A kubedump that died before opening the fifo would leave the reader's
   // open() blocked forever (and this test process with it): be its writer.
   let opened = false;
@@ -114,6 +110,12 @@ export function extcapIntoFifo(dir: string, args: string[], env: NodeJS.ProcessE
   });
   return {
     ...bg,
+    reader,
+    chunks,
+    /** The first bytes reached the reader. */
+    firstBytes,
+    /** The reader saw EOF (or was destroyed). */
+    closed,
     /** Waits for the reader to see EOF, then writes what it read to `file`. */
     async save(file: string): Promise<number> {
       await Promise.race([closed, sleep(5000)]);

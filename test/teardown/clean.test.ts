@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import type { RunResult } from '../support/real-cluster.ts';
-import { kubectl, localK8s, realCluster, run } from '../support/real-cluster.ts';
+import { kubectl, localK8s, realCluster, runFile } from '../support/real-cluster.ts';
 
 function ok(r: RunResult, what: string): void {
   assert.equal(r.code, 0, `${what} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
@@ -50,9 +50,9 @@ test('down leaves nothing behind; up and down work again', { timeout: 900_000 },
 /** Makes /run/netns a plain directory again, as on a machine that never ran `ip netns add`. */
 async function plainNetnsDir(): Promise<void> {
   for (let i = 0; i < 10; i++) {
-    if ((await run('mountpoint', ['-q', '/run/netns'])).code !== 0) return;
+    if ((await runFile('mountpoint', ['-q', '/run/netns'])).code !== 0) return;
     ok(
-      await run('umount', ['/run/netns']),
+      await runFile('umount', ['/run/netns']),
       'umount /run/netns (is a network namespace still mounted there?)',
     );
   }
@@ -60,7 +60,7 @@ async function plainNetnsDir(): Promise<void> {
 }
 
 async function ipNetns(...args: string[]): Promise<RunResult> {
-  return run('ip', ['netns', ...args]);
+  return runFile('ip', ['netns', ...args]);
 }
 
 test(
@@ -92,9 +92,9 @@ test(
     await plainNetnsDir();
     try {
       // What an older up left: a CNI netns mounted on the plain directory, then hidden.
-      ok(await run('mkdir', ['-p', '/run/netns']), 'mkdir');
-      ok(await run('touch', [cni]), 'touch');
-      ok(await run('mount', ['--bind', '/proc/self/ns/net', cni]), 'mount the CNI netns');
+      ok(await runFile('mkdir', ['-p', '/run/netns']), 'mkdir');
+      ok(await runFile('touch', [cni]), 'touch');
+      ok(await runFile('mount', ['--bind', '/proc/self/ns/net', cni]), 'mount the CNI netns');
       ok(await ipNetns('add', name), 'ip netns add');
       const before = await localK8s('check-clean');
       assert.equal(before.code, 1, `check-clean should see the CNI netns:\n${before.stdout}`);
@@ -106,8 +106,8 @@ test(
       assert.equal(exec.code, 0, `the other netns ${name} did not survive down: ${exec.stderr}`);
     } finally {
       await ipNetns('del', name);
-      await run('umount', [cni]);
-      await run('rm', ['-f', cni]);
+      await runFile('umount', [cni]);
+      await runFile('rm', ['-f', cni]);
     }
   },
 );

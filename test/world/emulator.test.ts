@@ -1,46 +1,18 @@
 // The emulated API server, checked with the real kubectl and with small clients.
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { EmuClient } from '../emulator/client.ts';
 import { checkClean, type Emulator, startEmulator } from '../emulator/index.ts';
+import { until } from '../support/process.ts';
+import { type RunResult, runFile } from '../support/real-cluster.ts';
 
 const KUBECTL = '/usr/bin/kubectl';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function kubectl(emu: Emulator, args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = execFile(
-      KUBECTL,
-      args,
-      { env: { ...process.env, KUBECONFIG: emu.kubeconfigPath }, timeout: 30_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-    child.stdin?.end(input ?? '');
-  });
-}
-
-async function until<T>(
-  what: string,
-  f: () => T | undefined | Promise<T | undefined>,
-  ms = 10_000,
-): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
+function kubectl(emu: Emulator, args: string[], input?: string): Promise<RunResult> {
+  const env = { ...process.env, KUBECONFIG: emu.kubeconfigPath };
+  return runFile(KUBECTL, args, { env, timeoutMs: 30_000, ...(input !== undefined && { input }) });
 }
 
 describe('default world against the real kubectl', () => {
@@ -566,10 +538,8 @@ describe('cleanup', () => {
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
     assert.notDeepEqual(await checkClean(), []);
-    const sweep = await new Promise<number>((resolve) => {
-      execFile(node, ['test/emulator/main.ts', 'cleanup'], (err) => resolve(err ? 1 : 0));
-    });
-    assert.equal(sweep, 0);
+    const sweep = await runFile(node, ['test/emulator/main.ts', 'cleanup']);
+    assert.equal(sweep.code, 0, sweep.stderr);
     assert.deepEqual(await checkClean(), []);
   });
 });
