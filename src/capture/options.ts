@@ -1,7 +1,8 @@
 import { KubedumpError } from '../errors.ts';
 import type { ArgType } from '../extcap/sentences.ts';
+import { parseTarget, targetTextProblem } from '../kube/targets.ts';
 import { defaultLogFile, LEVELS, type Level } from '../log.ts';
-import { type CaptureRequest, combineFilters, PID_LOOKUPS } from './request.ts';
+import { CAPTURE_FORMATS, type CaptureRequest, combineFilters, PID_LOOKUPS } from './request.ts';
 
 // Every capture option, once: its type, default, limits and help, the request
 // field it fills, and how the CLI (`kubedump capture`) and Wireshark's dialog
@@ -58,7 +59,6 @@ export const DEFAULT_HELPER_IMAGE = 'docker.io/library/busybox:1.36';
 export const MAX_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const dnsLabel = (v: string) =>
   v.length > 63 || !DNS_LABEL.test(v) ? 'lowercase letters, digits and "-", at most 63' : undefined;
 
@@ -98,21 +98,85 @@ export const OPTIONS: readonly OptionRow[] = [
   {
     key: 'pod',
     kind: 'text',
-    required: true,
-    label: 'pod name',
-    check: (v) =>
-      v.length > 253 || !DNS_SUBDOMAIN.test(v)
-        ? 'lowercase letters, digits, "-" and "."'
-        : undefined,
+    label: 'target',
+    check: targetTextProblem,
     group: 'Target',
-    help: 'pod name',
+    help: 'pod name, several joined by ",", or deploy/NAME, sts/, ds/, rs/, job/, svc/NAME',
     cli: { flag: 'pod', positional: true },
     dialog: {
       call: 'pod',
       display: 'Pod',
       type: 'selector',
-      tooltip: 'the pod to capture (fixed by a kubedump.<namespace>.<pod> interface)',
+      tooltip:
+        'the pod to capture (fixed by a kubedump.<namespace>.<pod> interface); also deploy/NAME, svc/NAME, ...',
       reload: true,
+    },
+  },
+  {
+    key: 'selector',
+    kind: 'text',
+    label: 'label selector',
+    check: (v) =>
+      v.length > 1024 || !/^[A-Za-z0-9_./=!,() -]+$/.test(v)
+        ? 'a label selector such as app=web,tier!=db'
+        : undefined,
+    group: 'Target',
+    help: 'capture every running pod these labels select',
+    cli: { flag: 'selector', alias: 'l' },
+    dialog: {
+      call: 'selector',
+      display: 'Label selector',
+      type: 'string',
+      tooltip: 'capture every running pod these labels select (instead of one pod)',
+      placeholder: 'app=web',
+    },
+  },
+  {
+    key: 'allPods',
+    kind: 'flag',
+    default: false,
+    label: 'all pods',
+    group: 'Target',
+    help: 'capture every running pod of the namespace',
+    cli: { flag: 'all' },
+    dialog: {
+      call: 'all-pods',
+      display: 'All pods of the namespace',
+      type: 'boolflag',
+      tooltip: 'capture every running pod of the namespace (instead of one pod)',
+    },
+  },
+  {
+    key: 'maxPods',
+    kind: 'count',
+    default: 32,
+    range: [1, 1000],
+    label: 'pod limit',
+    group: 'Target',
+    help: 'capture at most N pods of a selector or workload',
+    cli: { flag: 'max-pods' },
+    dialog: {
+      call: 'max-pods',
+      display: 'At most pods',
+      type: 'unsigned',
+      tooltip: 'a selector or workload with more running pods is captured in its first N pods',
+      range: [1, 1000],
+    },
+  },
+  {
+    key: 'format',
+    kind: 'choice',
+    choices: CAPTURE_FORMATS,
+    default: 'auto',
+    label: 'format',
+    group: 'Capture',
+    help: 'pcap or pcapng; auto: pcapng when the target can be several pods',
+    cli: { flag: 'format' },
+    dialog: {
+      call: 'format',
+      display: 'Format',
+      type: 'selector',
+      tooltip: 'pcapng names each pod as an interface; auto: pcapng for several pods',
     },
   },
   {
@@ -510,7 +574,9 @@ export function captureRequest(
       value = combineFilters([value as string | undefined, ...extraFilters]);
     out[row.key] = readOption(row, value, face);
   }
-  return out as unknown as CaptureRequest;
+  const request = out as unknown as CaptureRequest;
+  requireTarget(request);
+  return request;
 }
 
 export interface LogSettings {
@@ -527,6 +593,15 @@ export function logSettings(raw: RawOptions, face: Face): LogSettings {
   return { level: read('logLevel') as Level | undefined, file: read('logFile') };
 }
 
+/** One target, and only one: pods, a workload, a selector or all. */
+function requireTarget(request: CaptureRequest): void {
+  if (!parseTarget(request.pod, request.selector, request.allPods)) {
+    throw new KubedumpError('BAD_INPUT', 'no pod given', {
+      hint: 'name the pod to capture (or KIND/NAME, -l SELECTOR, --all)',
+    });
+  }
+}
+
 /** Checks a request built in code (not parsed) by the same rules. */
 export function validateRequest(request: CaptureRequest): void {
   for (const row of OPTIONS) {
@@ -535,6 +610,7 @@ export function validateRequest(request: CaptureRequest): void {
     if (value === undefined && !row.required) continue;
     readOption(row, value, 'cli');
   }
+  requireTarget(request);
 }
 
 function printable(value: string): string {

@@ -4,7 +4,15 @@ export interface CaptureRequest {
   context?: string | undefined;
   /** Default: the context's namespace. */
   namespace?: string | undefined;
-  pod: string;
+  /** A pod name, several joined by ",", or KIND/NAME (deploy/web, svc/api, ...). */
+  pod?: string | undefined;
+  /** A label selector: every running pod it selects. */
+  selector?: string | undefined;
+  /** Every running pod of the namespace. */
+  allPods: boolean;
+  /** At most this many pods of a selector or workload. */
+  maxPods: number;
+  format: CaptureFormat;
   container?: string | undefined;
   /** Interface inside the pod. */
   iface: string;
@@ -25,6 +33,9 @@ export interface CaptureRequest {
   /** Privileged mode: how the target's PID is found (default auto: runtime, then cgroups). */
   pidLookup?: PidLookup | undefined;
 }
+
+export const CAPTURE_FORMATS = ['auto', 'pcap', 'pcapng'] as const;
+export type CaptureFormat = (typeof CAPTURE_FORMATS)[number];
 
 export const PID_LOOKUPS = ['auto', 'runtime', 'cgroup'] as const;
 export type PidLookup = (typeof PID_LOOKUPS)[number];

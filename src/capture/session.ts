@@ -35,8 +35,11 @@ export interface CaptureHooks {
   onNotice?: (line: string) => void;
 }
 
+/** A capture of one pod: `pod` is one pod's name. */
+export type PodCaptureRequest = CaptureRequest & { pod: string };
+
 export async function runCapture(
-  request: CaptureRequest,
+  request: PodCaptureRequest,
   sink: Writable,
   signal: AbortSignal,
   hooks: CaptureHooks,
@@ -54,7 +57,7 @@ export async function runCapture(
 }
 
 async function capture(
-  request: CaptureRequest,
+  request: PodCaptureRequest,
   sink: Writable,
   signal: AbortSignal,
   hooks: CaptureHooks,

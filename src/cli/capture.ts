@@ -76,9 +76,10 @@ export async function captureCommand(
   const onProgress = progressPrinter();
   // Loaded here, not at startup: it brings the Kubernetes client, which
   // version, install and --help do not need.
-  const { finishOutput, runCapture } = await import('../capture/session.ts');
+  const { finishOutput } = await import('../capture/session.ts');
+  const { captureTarget } = await import('../capture/many-pods.ts');
   try {
-    const summary = await runCapture(request, output, signal, {
+    const summary = await captureTarget(request, output, signal, {
       log,
       ...(onProgress && { onProgress }),
       onNotice: (line) => writeSync(2, `kubedump: ${line}\n`),

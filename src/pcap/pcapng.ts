@@ -304,7 +304,8 @@ export function enhancedPacketFromRecord(
 }
 
 export interface PcapToPcapngOptions {
-  interfaceId: number;
+  /** The packets' interface, or a function that picks it (and writes its IDB) once the pcap header is known. */
+  interfaceId: number | ((header: GlobalHeader) => number);
   /** Called with the pcap header before the first packet block is passed on. */
   onHeader?: (header: GlobalHeader) => void;
 }
@@ -314,6 +315,7 @@ export interface PcapToPcapngOptions {
 // so chunks of several pods can be interleaved as they come.
 export class PcapToPcapng extends Transform {
   #header: GlobalHeader | undefined;
+  #interfaceId = 0;
   #options: PcapToPcapngOptions;
   packets = 0;
 
@@ -342,6 +344,8 @@ export class PcapToPcapng extends Transform {
       if (!header) throw new RangeError('expected a pcap global header from the framer');
       this.#header = header;
       offset = GLOBAL_HEADER_BYTES;
+      const { interfaceId } = this.#options;
+      this.#interfaceId = typeof interfaceId === 'number' ? interfaceId : interfaceId(header);
       this.#options.onHeader?.(header);
     }
     const header = this.#header;
@@ -355,9 +359,7 @@ export class PcapToPcapng extends Transform {
       );
       const end = offset + RECORD_HEADER_BYTES + captured;
       if (end > chunk.length) throw new RangeError('torn pcap record');
-      blocks.push(
-        enhancedPacketFromRecord(chunk.subarray(offset, end), header, this.#options.interfaceId),
-      );
+      blocks.push(enhancedPacketFromRecord(chunk.subarray(offset, end), header, this.#interfaceId));
       offset = end;
     }
     this.packets += blocks.length;

@@ -1,5 +1,5 @@
+import { captureTarget } from '../capture/many-pods.ts';
 import type { CaptureRequest } from '../capture/request.ts';
-import { runCapture } from '../capture/session.ts';
 import type { CaptureCall } from '../extcap/dispatcher.ts';
 import type { Logger } from '../log.ts';
 
@@ -9,6 +9,6 @@ export async function captureToFifo(
   call: CaptureCall,
   log: Logger,
 ): Promise<void> {
-  const summary = await runCapture(request, call.output, call.signal, { log });
+  const summary = await captureTarget(request, call.output, call.signal, { log });
   log.info('capture ended', { ...summary });
 }

@@ -71,7 +71,9 @@ export function requestFromOptions(
     raw.namespace = fromName.namespace;
     raw.pod = fromName.pod;
   }
-  if (!raw.pod) {
+  // A selector or "all pods" in the dialog stands instead of the interface's pod.
+  if (raw.selector || (raw.allPods && readFlagText(raw.allPods))) raw.pod = undefined;
+  if (!raw.pod && !raw.selector && !raw.allPods) {
     throw new KubedumpError('BAD_INPUT', 'no pod chosen', {
       hint: 'pick a pod in the interface options, or capture from a kubedump.<namespace>.<pod> interface',
     });
@@ -150,4 +152,8 @@ async function reloadValues(
     }
   }
   return [];
+}
+
+function readFlagText(value: unknown): boolean {
+  return value === true || !/^(false|0|no|off)$/i.test(String(value));
 }

@@ -1,0 +1,231 @@
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { V1Pod } from '@kubernetes/client-node';
+import { errorLine, KubedumpError } from '../errors.ts';
+import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
+import { selectableContainers } from '../kube/pods.ts';
+import {
+  describeTarget,
+  isRunning,
+  isSinglePod,
+  namespaceNames,
+  parseTarget,
+  podQuery,
+  runningPods,
+  type TargetSpec,
+  watchPods,
+} from '../kube/targets.ts';
+import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
+import { interfaceFromPcap, PcapToPcapng } from '../pcap/pcapng.ts';
+import { PcapngOutput } from '../pcap/pcapng-output.ts';
+import { VERSION } from '../version.ts';
+import { validateRequest } from './options.ts';
+import type { CaptureRequest } from './request.ts';
+import { type CaptureHooks, type CaptureSummary, runCapture } from './session.ts';
+import { orStop } from './stop-clock.ts';
+
+// A capture of what a request names: one pod as pcap (the session alone), or
+// several pods (names, a selector, a workload, all) live into one pcapng
+// section, one interface per pod. Each pod is its own session on one shared
+// stop; one pod's failure is a line and a comment, and the others go on.
+
+export async function captureTarget(
+  request: CaptureRequest,
+  sink: Writable,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<CaptureSummary> {
+  validateRequest(request);
+  const spec = parseTarget(request.pod, request.selector, request.allPods) as TargetSpec;
+  if (spec.kind === 'pods' && isSinglePod(spec) && request.format !== 'pcapng') {
+    return runCapture({ ...request, pod: spec.names[0] as string }, sink, signal, hooks);
+  }
+  if (request.format === 'pcap') {
+    throw new KubedumpError(
+      'BAD_INPUT',
+      `pcap holds one pod, and ${describeTarget(spec)} may be several`,
+      {
+        hint: 'use --format pcapng (or auto), or name one pod',
+      },
+    );
+  }
+  return captureMany(request, spec, sink, signal, hooks);
+}
+
+async function captureMany(
+  request: CaptureRequest,
+  spec: TargetSpec,
+  sink: Writable,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<CaptureSummary> {
+  const { log } = hooks;
+  const notice = (line: string) => {
+    log.warn(line);
+    hooks.onNotice?.(line);
+  };
+  const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
+  const namespace = request.namespace || contextNamespace(kc);
+  const what = describeTarget(spec);
+  const query = await orStop(podQuery(kc, namespace, spec), signal);
+  const [found, names] = await orStop(
+    Promise.all([runningPods(kc, namespace, query), namespaceNames(kc, namespace)]),
+    signal,
+  );
+  if (!found.length) {
+    throw new KubedumpError('NO_PODS', `${what} has no running pod in namespace "${namespace}"`, {
+      hint: `check with: kubectl get pods -n ${namespace}`,
+    });
+  }
+  const pods = found.slice(0, request.maxPods);
+  if (found.length > pods.length) {
+    notice(
+      `${what} has ${found.length} running pods; capturing the first ${pods.length} (raise --max-pods)`,
+    );
+  }
+  log.info('capturing pods', { target: what, pods: pods.map((p) => p.metadata?.name) });
+
+  // One stop for all: the user's, a limit, or the output closing.
+  const all = new AbortController();
+  let ended: CaptureSummary['ended'] = 'remote-ended';
+  const stopAll = (why: CaptureSummary['ended']) => {
+    if (all.signal.aborted) return;
+    ended = why;
+    all.abort(why);
+  };
+  const onSignal = () => stopAll('stopped');
+  signal.addEventListener('abort', onSignal, { once: true });
+  if (signal.aborted) stopAll('stopped');
+  const timer =
+    request.maxSeconds > 0
+      ? setTimeout(() => stopAll('limit'), request.maxSeconds * 1000)
+      : undefined;
+  sink.once('error', () => stopAll('output-closed'));
+
+  const output = new PcapngOutput(
+    sink,
+    {
+      application: `kubedump ${VERSION}`,
+      comment: `kubedump: ${what} in namespace ${namespace}`,
+    },
+    { maxPackets: request.maxPackets, onLimit: () => stopAll('limit') },
+  );
+  output.addNames(names);
+  // Pods that failed before their first packet: when it is every pod, the
+  // capture has failed.
+  const failures: unknown[] = [];
+  const running = new Set<Promise<void>>();
+  const started = new Set<string>();
+  let wake = () => {};
+  all.signal.addEventListener('abort', () => wake(), { once: true });
+  const start = (pod: V1Pod) => {
+    const uid = pod.metadata?.uid || pod.metadata?.name || '';
+    if (started.has(uid) || all.signal.aborted || started.size >= request.maxPods) return;
+    if (started.size) log.info('pod joins the capture', { pod: pod.metadata?.name });
+    started.add(uid);
+    const one = capturePod(request, pod, namespace, output, all.signal, hooks).then((ended) => {
+      running.delete(one);
+      if (ended.failure === undefined) return;
+      if (!ended.captured) failures.push(ended.failure);
+      notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
+    });
+    running.add(one);
+    wake();
+  };
+  for (const pod of pods) start(pod);
+  // A selector's pods come and go (scale-up, rollout): new ones join as they run.
+  const watching = 'selector' in query;
+  try {
+    if (watching) {
+      await watchPods(
+        kc,
+        namespace,
+        query.selector,
+        (pod) => isRunning(pod) && start(pod),
+        (error) => log.warn('pod watch ended; pods that appear now are not captured', { error }),
+        all.signal,
+      ).catch((error) => log.warn('cannot watch pods', { error }));
+    }
+    // Without a watch the capture ends when every pod's part has ended; with
+    // one, only a stop or a limit ends it, unless every pod failed at its start.
+    for (;;) {
+      if (running.size) {
+        await Promise.race(running);
+        continue;
+      }
+      if (!watching || all.signal.aborted || failures.length === started.size) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onSignal);
+    await output.end().catch(() => {});
+  }
+  // Every pod failed: that is the capture's failure (the file still holds why, per pod).
+  if (failures.length === started.size && !all.signal.aborted) throw failures[0];
+  return { packets: output.packets, bytes: output.bytes, ended };
+}
+
+/** One pod's session into its own interface; resolves with how it ended. */
+async function capturePod(
+  request: CaptureRequest,
+  pod: V1Pod,
+  namespace: string,
+  output: PcapngOutput,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<{ failure?: unknown; captured: boolean }> {
+  const name = pod.metadata?.name ?? '';
+  const container = request.container ?? selectableContainers(pod)[0];
+  const several = (pod.spec?.containers.length ?? 0) > 1;
+  const iface = {
+    name: `${namespace}/${name}${several && container ? `/${container}` : ''}`,
+    description: podDescription(pod, container),
+    os: 'Linux',
+  };
+  const converter = new PcapToPcapng({
+    interfaceId: (header) => output.addInterface(interfaceFromPcap(header, iface)),
+  });
+  const merged = pipeline(converter, output.input());
+  const podRequest = {
+    ...request,
+    pod: name,
+    selector: undefined,
+    allPods: false,
+    // The limits are the whole capture's, kept by the output.
+    maxPackets: 0,
+    maxSeconds: 0,
+  };
+  let failure: unknown;
+  try {
+    await runCapture(podRequest, converter, signal, { ...hooks, onProgress: undefined });
+  } catch (error) {
+    failure = error;
+    const comment = `kubedump: not captured: ${errorLine(error)}`;
+    if (converter.header) output.addNames([], `${iface.name}: ${comment}`);
+    else {
+      // An interface with no packets, whose comment says why.
+      const linktype = request.iface === 'any' ? LINKTYPE_LINUX_SLL : LINKTYPE_ETHERNET;
+      output.addInterface({ ...iface, linktype, snaplen: request.snaplen || 262144, comment });
+    }
+  }
+  const captured = converter.header !== undefined;
+  if (!converter.writableEnded) converter.end();
+  await merged.catch(() => {});
+  return { failure, captured };
+}
+
+/** `if_description`: where the pod runs and what it is. */
+function podDescription(pod: V1Pod, container: string | undefined): string {
+  const labels = Object.entries(pod.metadata?.labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return [
+    `node ${pod.spec?.nodeName ?? '?'}`,
+    `pod IP ${pod.status?.podIP ?? '?'}`,
+    `container ${container ?? '?'}`,
+    ...(labels ? [`labels ${labels}`] : []),
+  ].join('; ');
+}

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { describe, test } from 'node:test';
+import { captureRequest } from '../../src/capture/options.ts';
+import type { KubedumpError } from '../../src/errors.ts';
+import { parseTarget, selectorText, targetTextProblem } from '../../src/kube/targets.ts';
+import { LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
+import { enhancedPacketBlock } from '../../src/pcap/pcapng.ts';
+import { PcapngOutput } from '../../src/pcap/pcapng-output.ts';
+
+describe('what a capture names', () => {
+  test('pods, KIND/NAME as kubectl spells it, a selector, all', () => {
+    assert.deepEqual(parseTarget('web', undefined, false), { kind: 'pods', names: ['web'] });
+    assert.deepEqual(parseTarget('web,client,web', undefined, false), {
+      kind: 'pods',
+      names: ['web', 'client'],
+    });
+    assert.deepEqual(parseTarget('pod/web', undefined, false), { kind: 'pods', names: ['web'] });
+    for (const [text, resource] of [
+      ['deploy/api', 'deployment'],
+      ['Deployment/api', 'deployment'],
+      ['sts/api', 'statefulset'],
+      ['ds/api', 'daemonset'],
+      ['rs/api', 'replicaset'],
+      ['job/api', 'job'],
+      ['svc/api', 'service'],
+    ] as const) {
+      assert.deepEqual(parseTarget(text, undefined, false), {
+        kind: 'workload',
+        resource,
+        name: 'api',
+      });
+    }
+    assert.deepEqual(parseTarget(undefined, 'app=web', false), {
+      kind: 'selector',
+      selector: 'app=web',
+    });
+    assert.deepEqual(parseTarget(undefined, undefined, true), { kind: 'all' });
+    assert.equal(parseTarget(undefined, undefined, false), undefined);
+  });
+
+  test('two ways of naming the target at once are refused in one line', () => {
+    assert.throws(
+      () => parseTarget('web', 'app=web', false),
+      (e: KubedumpError) =>
+        e.line ===
+        'a pod or workload and -l both name what to capture: give one of: pod names, KIND/NAME, -l SELECTOR, --all',
+    );
+  });
+
+  test('bad target text names the rule it breaks', () => {
+    assert.equal(targetTextProblem('web'), undefined);
+    assert.equal(targetTextProblem('deploy/web-1'), undefined);
+    assert.match(targetTextProblem('cronjob/x') ?? '', /"cronjob" is not one of/);
+    assert.match(targetTextProblem('Web') ?? '', /pod names/);
+    assert.match(targetTextProblem('web,,client') ?? '', /pod names/);
+    assert.throws(
+      () => captureRequest({ pod: 'web;reboot' }, 'cli'),
+      /target "web;reboot" is not valid/,
+    );
+    assert.throws(() => captureRequest({}, 'cli'), /no pod given/);
+  });
+
+  test('a workload selector becomes the labelSelector kubectl would send', () => {
+    assert.equal(
+      selectorText({
+        matchLabels: { app: 'web', tier: 'front' },
+        matchExpressions: [
+          { key: 'env', operator: 'In', values: ['prod', 'stage'] },
+          { key: 'canary', operator: 'DoesNotExist' },
+          { key: 'zone', operator: 'NotIn', values: ['a'] },
+          { key: 'team', operator: 'Exists' },
+        ],
+      }),
+      'app=web,tier=front,env in (prod,stage),!canary,zone notin (a),team',
+    );
+  });
+});
+
+describe('one pcapng section from several pods', () => {
+  const packet = (interfaceId: number, n: number) =>
+    enhancedPacketBlock({ interfaceId, timestamp: BigInt(n), data: Buffer.alloc(60, n) });
+
+  function blockTypes(bytes: Buffer): number[] {
+    const types: number[] = [];
+    for (let at = 0; at < bytes.length; at += bytes.readUInt32LE(at + 4)) {
+      types.push(bytes.readUInt32LE(at));
+    }
+    return types;
+  }
+
+  test('interleaves whole blocks; each interface is described before its packets', async () => {
+    const sink = new PassThrough();
+    const chunks: Buffer[] = [];
+    sink.on('data', (c) => chunks.push(c));
+    const out = new PcapngOutput(sink, { application: 'test' });
+    const a = out.input();
+    const b = out.input();
+    assert.equal(out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0, name: 'demo/a' }), 0);
+    a.write(Buffer.concat([packet(0, 1), packet(0, 2)]));
+    assert.equal(out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0, name: 'demo/b' }), 1);
+    b.write(packet(1, 3));
+    a.write(packet(0, 4));
+    a.end();
+    b.end();
+    await new Promise((r) => setImmediate(r));
+    await out.end();
+    const bytes = Buffer.concat(chunks);
+    assert.deepEqual(blockTypes(bytes), [0x0a0d0d0a, 1, 6, 6, 1, 6, 6]);
+    assert.equal(out.packets, 4);
+  });
+
+  test("the packet limit is the whole capture's, cut at a block boundary", async () => {
+    const sink = new PassThrough();
+    const chunks: Buffer[] = [];
+    sink.on('data', (c) => chunks.push(c));
+    let limited = 0;
+    const out = new PcapngOutput(sink, {}, { maxPackets: 3, onLimit: () => limited++ });
+    out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0 });
+    const a = out.input();
+    const b = out.input();
+    a.write(Buffer.concat([packet(0, 1), packet(0, 2)]));
+    b.write(Buffer.concat([packet(0, 3), packet(0, 4)]));
+    a.write(packet(0, 5));
+    await new Promise((r) => setImmediate(r));
+    await out.end();
+    assert.deepEqual(blockTypes(Buffer.concat(chunks)), [0x0a0d0d0a, 1, 6, 6, 6]);
+    assert.equal(out.packets, 3);
+    assert.equal(limited, 1);
+  });
+});
