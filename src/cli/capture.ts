@@ -6,6 +6,7 @@ import {
   logSettings,
   OPTIONS,
   type OptionRow,
+  optionRow,
   rawFromCli,
 } from '../capture/options.ts';
 import { KubedumpError } from '../errors.ts';
@@ -28,11 +29,14 @@ function yargsOption(row: OptionRow): Options {
 }
 
 export function captureOptions<T>(y: Argv<T>): Argv<T> {
-  let out = y.positional('pod', { type: 'string', describe: 'pod name' }).positional('expression', {
-    type: 'string',
-    array: true,
-    describe: 'BPF filter words, as for tcpdump (and-ed with -f)',
-  }) as Argv<T>;
+  const target = optionRow('pod');
+  let out = y
+    .positional('pod', { type: 'string', describe: target.help })
+    .positional('expression', {
+      type: 'string',
+      array: true,
+      describe: 'BPF filter words, as for tcpdump (and-ed with -f)',
+    }) as Argv<T>;
   for (const row of OPTIONS) {
     if (!row.cli.positional) out = out.option(row.cli.flag, yargsOption(row)) as Argv<T>;
   }
@@ -67,8 +71,14 @@ export async function captureCommand(
     });
   }
   const raw = rawFromCli(args);
+  // With -l or --all nothing names a pod: the first word is the filter's.
+  const expression: unknown[] = [args.expression ?? []].flat();
+  if ((raw.selector || raw.allPods) && raw.pod !== undefined) {
+    expression.unshift(raw.pod);
+    raw.pod = undefined;
+  }
   // tcpdump-style words after the pod, and/or -f: both apply.
-  const words = [args.expression ?? []].flat().map(String).join(' ');
+  const words = expression.map(String).join(' ');
   const request = captureRequest(raw, 'cli', [words]);
   const log = openLog(logSettings(raw, 'cli'));
   const output = target === '-' ? fdStream(1) : createWriteStream(target, { mode: 0o644 });

@@ -49,8 +49,8 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       "$0 <command> [options]\n\nCaptures a Kubernetes pod's packets with tcpdump, for Wireshark and tshark.",
     )
     .command(
-      'capture <pod> [expression..]',
-      'capture the packets of a pod (pcap on stdout or to a file)',
+      'capture [pod] [expression..]',
+      'capture the packets of a pod, or of several as one pcapng (stdout or a file)',
       (y) => captureOptions(y),
       (args) => run(captureCommand(args, signal)),
     )
