@@ -1,4 +1,4 @@
-// `npm run bench`: every benchmark of issue 7, contenders interleaved run by
+// `npm run bench`: every benchmark, contenders interleaved run by
 // run, medians and ratios in one Markdown table (stdout; progress on stderr).
 // Usage: node scripts/bench.d/main.ts [--runs N] [--load-seconds S] [--only 1,2,...] [--readme]
 import { spawn } from 'node:child_process';

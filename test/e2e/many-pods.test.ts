@@ -114,6 +114,18 @@ before(async () => {
 
 after(async () => {
   await remove();
+  // Gone before the next file (and the leftover census) looks at the pods.
+  const gone = await world.kubectl([
+    'wait',
+    '--for=delete',
+    'pod',
+    '-l',
+    `app=${NAME}`,
+    '-n',
+    'demo',
+    '--timeout=60s',
+  ]);
+  assert.ok(gone.code === 0 || /no matching resources/.test(gone.stderr), gone.stderr);
 });
 
 async function capture(target: string[], file: string, extra: string[] = []) {
