@@ -209,6 +209,29 @@ describe('several pods into one pcapng (real cluster)', () => {
     assert.deepEqual([...(await perInterface(file)).keys()], ['demo/web']);
   });
 
+  test('from tshark: the label selector in the options, each pod an interface of the file', async () => {
+    const file = join(dir, 'tshark.pcapng');
+    const ran = await run(
+      [
+        'tshark',
+        '-i',
+        'kubedump',
+        '-o',
+        'extcap.kubedump.namespace:demo',
+        '-o',
+        `extcap.kubedump.selector:app=${NAME}`,
+        '-a',
+        'duration:6',
+        '-w',
+        file,
+      ],
+      { env: home.env, timeoutMs: 60_000 },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    const counts = await perInterface(file);
+    assert.deepEqual([...counts.keys()].sort(), replicas.map((r) => `demo/${r.name}`).sort());
+  });
+
   test('a pod that starts during the capture (a scale-up) joins it with an interface of its own', async () => {
     const file = join(dir, 'scaled.pcapng');
     const capturing = run(
