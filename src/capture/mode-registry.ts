@@ -1,4 +1,5 @@
 import type { CaptureMode } from './capture-mode.ts';
+import { ephemeralMode } from './ephemeral.ts';
 import { privilegedMode } from './privileged.ts';
 import { unprivilegedMode } from './unprivileged.ts';
 
@@ -9,5 +10,6 @@ export type ModeRegistry = Readonly<Record<ModeName, CaptureMode>>;
 
 export const MODES: ModeRegistry = {
   unprivileged: unprivilegedMode,
+  ephemeral: ephemeralMode,
   privileged: privilegedMode,
 };

@@ -2,7 +2,13 @@ import { KubedumpError } from '../errors.ts';
 import type { ArgType } from '../extcap/sentences.ts';
 import { parseTarget, targetTextProblem } from '../kube/targets.ts';
 import { defaultLogFile, LEVELS, type Level } from '../log.ts';
-import { CAPTURE_FORMATS, type CaptureRequest, combineFilters, PID_LOOKUPS } from './request.ts';
+import {
+  CAPTURE_FORMATS,
+  CAPTURE_MODES,
+  type CaptureRequest,
+  combineFilters,
+  PID_LOOKUPS,
+} from './request.ts';
 
 // Every capture option, once: its type, default, limits and help, the request
 // field it fills, and how the CLI (`kubedump capture`) and Wireshark's dialog
@@ -48,9 +54,9 @@ export interface OptionRow {
     preselect?: string;
     /** A radio whose values stand for other values of the option. */
     values?: readonly { value: string; display: string; means: OptionValue }[];
-    /** A boolean option Wireshark users may pass instead (`--privileged`). */
-    flagAlias?: string;
   };
+  /** A boolean flag both faces accept instead of a value (`-p` for `--mode privileged`). */
+  shorthand?: { flag: string; alias?: string; means: OptionValue };
 }
 
 export const DEFAULT_HELPER_IMAGE = 'docker.io/library/busybox:1.36';
@@ -214,24 +220,38 @@ export const OPTIONS: readonly OptionRow[] = [
     },
   },
   {
-    key: 'privileged',
-    kind: 'flag',
-    default: false,
+    key: 'mode',
+    kind: 'choice',
+    choices: CAPTURE_MODES,
+    default: 'unprivileged',
     label: 'mode',
     group: 'Capture',
-    help: 'capture from a helper pod on the node',
-    cli: { flag: 'privileged', alias: 'p' },
+    help: 'where tcpdump runs: in the container, in an ephemeral container of the pod, or in a helper pod on the node',
+    cli: { flag: 'mode', alias: 'm' },
+    shorthand: { flag: 'privileged', alias: 'p', means: 'privileged' },
     dialog: {
       call: 'mode',
       display: 'Mode',
       type: 'radio',
       tooltip:
-        'unprivileged: tcpdump runs in the container; privileged: in a helper pod on its node',
+        'unprivileged: tcpdump runs in the container; ephemeral: in an ephemeral container of the pod; privileged: in a helper pod on its node',
       values: [
-        { value: 'unprivileged', display: 'Unprivileged (tcpdump in the container)', means: false },
-        { value: 'privileged', display: 'Privileged (helper pod on the node)', means: true },
+        {
+          value: 'unprivileged',
+          display: 'Unprivileged (tcpdump in the container)',
+          means: 'unprivileged',
+        },
+        {
+          value: 'ephemeral',
+          display: 'Ephemeral (a debug container in the pod)',
+          means: 'ephemeral',
+        },
+        {
+          value: 'privileged',
+          display: 'Privileged (helper pod on the node)',
+          means: 'privileged',
+        },
       ],
-      flagAlias: 'privileged',
     },
   },
   {
@@ -450,7 +470,10 @@ export type RawOptions = Partial<Record<OptionKey, unknown>>;
 /** The values of the CLI's parsed arguments (yargs output). */
 export function rawFromCli(args: Record<string, unknown>): RawOptions {
   const raw: RawOptions = {};
-  for (const row of OPTIONS) raw[row.key] = args[row.cli.flag];
+  for (const row of OPTIONS) {
+    raw[row.key] = args[row.cli.flag];
+    if (row.shorthand && args[row.shorthand.flag] === true) raw[row.key] = row.shorthand.means;
+  }
   return raw;
 }
 
@@ -458,11 +481,12 @@ export function rawFromCli(args: Record<string, unknown>): RawOptions {
 export function rawFromDialog(options: ReadonlyMap<string, string>): RawOptions {
   const raw: RawOptions = {};
   for (const row of OPTIONS) {
-    const { call, values, flagAlias } = row.dialog;
+    const { call, values } = row.dialog;
     const given = options.get(call);
     raw[row.key] = row.kind === 'flag' && !values && given === '' ? true : given;
-    if (flagAlias && options.has(flagAlias) && readFlag(options.get(flagAlias) || true)) {
-      raw[row.key] = true;
+    const short = row.shorthand;
+    if (short && options.has(short.flag) && readFlag(options.get(short.flag) || true)) {
+      raw[row.key] = short.means;
     }
   }
   return raw;

@@ -251,10 +251,12 @@ export function parseSurvey(output: string): { sockets: string[]; tools: Map<str
 // -------- The helper pod's main process.
 
 // The helper's main process. Constant text; $1 is the heartbeat file, $2 the
-// idle limit in seconds.
+// idle limit in seconds. It ends when the heartbeat stops changing for that
+// long, or at once when the capture's wrapper removed the file (it ended).
 export const HELPER_MAIN = `b=$1; last=; m=0
 while [ $m -lt "$2" ]; do
   sleep 5; v=; read -r v <"$b" 2>/dev/null
+  [ -n "$last" ] && [ ! -e "$b" ] && exit 0
   if [ "$v" != "$last" ]; then last=$v; m=0; else m=$((m+5)); fi
 done`;
 

@@ -22,7 +22,8 @@ export interface CaptureRequest {
   maxPackets: number;
   /** 0: no limit. */
   maxSeconds: number;
-  privileged: boolean;
+  /** Where tcpdump runs. */
+  mode: CaptureModeName;
   helperNamespace?: string | undefined;
   helperImage: string;
   keepBinary: boolean;
@@ -36,6 +37,9 @@ export interface CaptureRequest {
 
 export const CAPTURE_FORMATS = ['auto', 'pcap', 'pcapng'] as const;
 export type CaptureFormat = (typeof CAPTURE_FORMATS)[number];
+
+export const CAPTURE_MODES = ['unprivileged', 'ephemeral', 'privileged'] as const;
+export type CaptureModeName = (typeof CAPTURE_MODES)[number];
 
 export const PID_LOOKUPS = ['auto', 'runtime', 'cgroup'] as const;
 export type PidLookup = (typeof PID_LOOKUPS)[number];

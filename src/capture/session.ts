@@ -72,7 +72,7 @@ async function capture(
     log.warn(line);
     hooks.onNotice?.(line);
   }
-  const mode = MODES[request.privileged ? 'privileged' : 'unprivileged'];
+  const mode = MODES[request.mode];
 
   const clock = new StopClock();
   const stopping = new AbortController();

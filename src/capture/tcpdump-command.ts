@@ -1,5 +1,6 @@
 import { KubedumpError } from '../errors.ts';
 import { PID_MARKER } from './remote-scripts.ts';
+import type { CaptureModeName } from './request.ts';
 
 // The remote tcpdump command line and what its failures mean. The filter is
 // always one argv element after `--`: it never passes through a shell.
@@ -44,7 +45,7 @@ export function tcpdumpFailure(
   stderr: string,
   exitCode: number | null,
   where: string,
-  mode: 'unprivileged' | 'privileged',
+  mode: CaptureModeName,
 ): KubedumpError {
   const lines = stderr
     .split('\n')
@@ -55,8 +56,10 @@ export function tcpdumpFailure(
     return new KubedumpError('CAPTURE_PERMISSION', `tcpdump in ${where} may not capture: ${said}`, {
       hint:
         mode === 'unprivileged'
-          ? 'the container lacks root or CAP_NET_RAW; use privileged mode (--privileged)'
-          : 'the helper pod lacks privileges; check Pod Security and the helper namespace',
+          ? 'the container lacks root or CAP_NET_RAW; use ephemeral mode (--mode ephemeral) or privileged mode (-p)'
+          : mode === 'ephemeral'
+            ? 'the ephemeral container lacks CAP_NET_RAW (a policy drops it); use privileged mode (-p)'
+            : 'the helper pod lacks privileges; check Pod Security and the helper namespace',
     });
   }
   if (

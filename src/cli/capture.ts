@@ -39,6 +39,14 @@ export function captureOptions<T>(y: Argv<T>): Argv<T> {
     }) as Argv<T>;
   for (const row of OPTIONS) {
     if (!row.cli.positional) out = out.option(row.cli.flag, yargsOption(row)) as Argv<T>;
+    const short = row.shorthand;
+    if (short) {
+      out = out.option(short.flag, {
+        type: 'boolean',
+        ...(short.alias && { alias: short.alias }),
+        describe: `same as --${row.cli.flag} ${short.means}`,
+      }) as Argv<T>;
+    }
   }
   return out.option('write', {
     alias: 'w',

@@ -29,7 +29,7 @@ test('options become a capture request; the interface name fixes the pod', () =>
   const request = requestFromOptions('kubedump.demo.web', 'port 80', options);
   assert.equal(request.namespace, 'demo');
   assert.equal(request.pod, 'web');
-  assert.equal(request.privileged, true);
+  assert.equal(request.mode, 'privileged');
   assert.equal(request.filter, '(tcp) and (port 80)');
   assert.equal(request.maxPackets, 20);
   assert.equal(request.iface, 'any');

@@ -91,7 +91,7 @@ test('the CLI and the dialog list the same capture options with the same default
   // Nothing listed on one face only, beyond the CLI's own output and help flags.
   assert.deepEqual(
     [...cli.keys()].filter((f) => !['help', 'version', 'write'].includes(f)).sort(),
-    rows.map((r) => r.cli.flag).sort(),
+    rows.flatMap((r) => [r.cli.flag, ...(r.shorthand ? [r.shorthand.flag] : [])]).sort(),
   );
   assert.deepEqual([...dialog.keys()].sort(), OPTIONS.map((r) => r.dialog.call).sort());
   assert.match(help.stdout, /^ {2}pod\s+pod name/m, 'the pod is a positional');
@@ -129,7 +129,7 @@ test('either argv becomes the same request, and bad values the same line', () =>
       pod: 'web',
       namespace: 'demo',
       snaplen: 96,
-      privileged: true,
+      privileged: true, // the -p shorthand
       'pid-lookup': 'cgroup',
       filter: 'tcp',
       'keep-binary': true,

@@ -189,6 +189,26 @@ for (const [name, shell] of SHELLS) {
     });
   });
 
+  describe(`the helper's main process under ${name}, after its capture`, () => {
+    test('ends within one poll once the capture removed its heartbeat file', async () => {
+      const file = join(dir, `helper-removed-${name}`);
+      writeFileSync(file, '1\n');
+      const child = spawn(
+        shell[0] as string,
+        [...shell.slice(1), '-c', HELPER_MAIN, 'sh', file, '600'],
+        {
+          stdio: 'ignore',
+        },
+      );
+      const exited = new Promise<void>((r) => child.once('exit', () => r()));
+      await sleep(6000); // one poll has seen the file
+      assert.equal(child.exitCode, null, 'it ended while its capture ran');
+      rmSync(file);
+      // One 5 s poll, with slack for a busy machine; the idle limit is 600 s.
+      assert.ok(await gone(child, exited, 15_000), 'it waits out its idle limit instead');
+    });
+  });
+
   describe(`the upload under ${name}`, () => {
     const content = Buffer.from('#!/bin/sh\necho uploaded\n');
     const newDir = () => mkdtempSync(join(dir, 'up-'));

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { KubedumpError } from '../errors.ts';
+import { addEphemeralContainer, waitForEphemeralContainer } from '../kube/ephemeral.ts';
+import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
+import { HELPER_IDLE_SECONDS } from './helper-spec.ts';
+import { optionRow } from './options.ts';
+import { helperMainArgv } from './remote-scripts.ts';
+import { ensureTcpdump } from './upload.ts';
+
+// Ephemeral mode: a container of the helper image joins the target pod
+// (`kubectl debug` style), shares its network namespace, and tcpdump is
+// uploaded into it and run there as root with the runtime's default
+// capabilities (NET_RAW among them). Nothing is needed in the target's own
+// image, so distroless and non-root pods can be captured where Pod Security
+// forbids privileged helper pods. An ephemeral container cannot be removed:
+// its main process ends when the capture's heartbeat file goes (a clean
+// stop) or stops changing (kubedump died), as the helper pod's does.
+
+const DEFAULT_TIMEOUT_S = optionRow('helperTimeout').default as number;
+/** The heartbeat file in the ephemeral container's own filesystem. */
+const HEARTBEAT = '/tmp/kubedump-heartbeat';
+
+export const ephemeralMode: CaptureMode = {
+  name: 'ephemeral',
+  async prepare(ctx: ModeContext): Promise<Placement> {
+    const { kc, target, request, log, signal } = ctx;
+    const pod = { namespace: target.namespace, name: target.pod };
+    if (target.hostNetwork)
+      log.info('the pod uses the node network: so does its ephemeral container');
+    // A new name each time: an ephemeral container, once added, stays.
+    const name = `kubedump-${randomBytes(4).toString('hex')}`;
+    const started = Date.now();
+    await addEphemeralContainer(kc, pod, {
+      name,
+      image: request.helperImage,
+      imagePullPolicy: 'IfNotPresent',
+      command: helperMainArgv(HEARTBEAT, HELPER_IDLE_SECONDS),
+      // The target container's process namespace when it is shared.
+      targetContainerName: target.container,
+      // Root, whatever the pod's own user: tcpdump needs NET_RAW, which the
+      // runtime gives root by default. Nothing beyond that is asked for.
+      securityContext: { runAsUser: 0, runAsNonRoot: false },
+      stdin: false,
+      tty: false,
+    });
+    log.info('ephemeral container added', { pod: `${pod.namespace}/${pod.name}`, name });
+    try {
+      await waitForEphemeralContainer(kc, pod, name, {
+        timeoutMs: (request.helperTimeout ?? DEFAULT_TIMEOUT_S) * 1000,
+        signal,
+      });
+    } catch (error) {
+      if (error instanceof KubedumpError && error.code === 'IMAGE_PULL') {
+        throw new KubedumpError('HELPER_IMAGE_PULL', error.message, {
+          hint: 'use --helper-image with an image the node can pull (it needs sh)',
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    log.info('ephemeral container running', { ms: Date.now() - started });
+    const exec = { namespace: pod.namespace, pod: pod.name, container: name };
+    // The container is ours alone and goes with its process: no removal.
+    const uploaded = await ensureTcpdump(ctx, exec, { keep: false, remove: false });
+    return {
+      exec,
+      binary: uploaded.binary,
+      prefix: [],
+      heartbeat: HEARTBEAT,
+      where: `ephemeral container ${name} of pod ${pod.namespace}/${pod.name}`,
+    };
+  },
+};

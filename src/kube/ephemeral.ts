@@ -1,0 +1,215 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import {
+  CoreV1Api,
+  type KubeConfig,
+  type V1EphemeralContainer,
+  type V1Pod,
+  Watch,
+} from '@kubernetes/client-node';
+import { KubedumpError } from '../errors.ts';
+import { apiError } from './api-errors.ts';
+import type { PodRef } from './pods.ts';
+
+// Ephemeral containers, as `kubectl debug` adds them: the Pod subresource of
+// Kubernetes 1.22+ (a patch of spec.ephemeralContainers), else the legacy
+// `EphemeralContainers` kind of 1.16-1.21 (read, append, replace). They can
+// never be removed; their process must end by itself.
+
+/** Adds `container` to the pod's ephemeral containers. */
+export async function addEphemeralContainer(
+  kc: KubeConfig,
+  pod: PodRef,
+  container: V1EphemeralContainer,
+): Promise<void> {
+  const what = `add an ephemeral container to pod ${pod.namespace}/${pod.name}`;
+  const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/ephemeralcontainers`;
+  const patched = await apiJson(kc, 'PATCH', path, {
+    contentType: 'application/strategic-merge-patch+json',
+    body: { spec: { ephemeralContainers: [container] } },
+  });
+  if (patched.status < 300) return;
+  // 1.16-1.21 serve the subresource as kind EphemeralContainers: a Pod-shaped
+  // patch is refused as a bad request there.
+  if (patched.status === 400 || patched.status === 422) {
+    const current = await apiJson(kc, 'GET', path);
+    if (
+      current.status < 300 &&
+      (current.body as { kind?: string }).kind === 'EphemeralContainers'
+    ) {
+      const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
+      const replaced = await apiJson(kc, 'PUT', path, {
+        body: {
+          ...legacy,
+          ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container],
+        },
+      });
+      if (replaced.status < 300) return;
+      throw statusError(replaced, what);
+    }
+  }
+  if (
+    patched.status === 404 &&
+    /the server could not find the requested resource/i.test(text(patched))
+  ) {
+    throw new KubedumpError(
+      'EPHEMERAL_UNSUPPORTED',
+      `${what}: the cluster does not serve ephemeral containers`,
+      {
+        hint: 'ephemeral containers need Kubernetes 1.23+ (or the EphemeralContainers feature gate from 1.16); use another --mode',
+      },
+    );
+  }
+  throw statusError(patched, what);
+}
+
+/** Waits until the ephemeral container runs; fails in one line when it ends or cannot start. */
+export async function waitForEphemeralContainer(
+  kc: KubeConfig,
+  pod: PodRef,
+  name: string,
+  options: { timeoutMs: number; signal: AbortSignal },
+): Promise<void> {
+  const what = `ephemeral container ${name} in pod ${pod.namespace}/${pod.name}`;
+  const judge = (p: V1Pod): 'running' | 'waiting' | KubedumpError => {
+    const status = p.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
+    if (status?.state?.running) return 'running';
+    const ended = status?.state?.terminated;
+    if (ended) {
+      return new KubedumpError(
+        'CONTAINER_FAILED',
+        `${what} ended (${ended.reason ?? `exit ${ended.exitCode}`})`,
+        {
+          hint: 'check the helper image (--helper-image needs sh) and the pod events',
+        },
+      );
+    }
+    const reason = status?.state?.waiting?.reason ?? '';
+    if (/ErrImagePull|ImagePullBackOff|InvalidImageName/.test(reason)) {
+      return new KubedumpError('IMAGE_PULL', `${what} cannot pull its image (${reason})`, {
+        hint: 'use --helper-image with an image the node can pull (it needs sh)',
+      });
+    }
+    return 'waiting';
+  };
+  const api = kc.makeApiClient(CoreV1Api);
+  let first: V1Pod;
+  try {
+    first = await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
+  } catch (error) {
+    throw apiError(error, `get pod ${pod.namespace}/${pod.name}`);
+  }
+  const now = judge(first);
+  if (now === 'running') return;
+  if (now instanceof KubedumpError) throw now;
+  await new Promise<void>((resolve, reject) => {
+    let watching: AbortController | undefined;
+    const finish = (error?: unknown) => {
+      clearTimeout(timer);
+      options.signal.removeEventListener('abort', onAbort);
+      watching?.abort();
+      if (error) reject(error);
+      else resolve();
+    };
+    const onAbort = () => finish(new KubedumpError('ABORTED', `${what}: stopped`));
+    const timer = setTimeout(
+      () =>
+        finish(
+          new KubedumpError(
+            'POD_START_TIMEOUT',
+            `${what} did not run within ${options.timeoutMs / 1000} s`,
+            {
+              hint: 'raise --helper-timeout, or check the pod with kubectl describe',
+            },
+          ),
+        ),
+      options.timeoutMs,
+    );
+    options.signal.addEventListener('abort', onAbort, { once: true });
+    const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods`;
+    new Watch(kc)
+      .watch(
+        path,
+        {
+          fieldSelector: `metadata.name=${pod.name}`,
+          resourceVersion: first.metadata?.resourceVersion,
+        },
+        (_type: string, p: V1Pod) => {
+          const state = judge(p);
+          if (state === 'running') finish();
+          else if (state instanceof KubedumpError) finish(state);
+        },
+        (error: unknown) => {
+          if (error) finish(apiError(error, `watch pod ${pod.namespace}/${pod.name}`));
+        },
+      )
+      .then((w) => {
+        watching = w;
+      }, finish);
+  });
+}
+
+interface JsonReply {
+  status: number;
+  body: unknown;
+}
+
+function text(reply: JsonReply): string {
+  return typeof reply.body === 'string'
+    ? reply.body
+    : ((reply.body as { message?: string })?.message ?? '');
+}
+
+function statusError(reply: JsonReply, what: string): KubedumpError {
+  const status = reply.body as { message?: string; reason?: string };
+  const code =
+    reply.status === 403 ? 'FORBIDDEN' : reply.status === 401 ? 'UNAUTHORIZED' : 'API_ERROR';
+  return new KubedumpError(code, `${what}: ${status?.message ?? `HTTP ${reply.status}`}`, {
+    hint:
+      reply.status === 403
+        ? 'ask for the RBAC permission "patch pods/ephemeralcontainers" (and "update" before Kubernetes 1.22), or use another --mode'
+        : 'check the API server',
+  });
+}
+
+/** One JSON request to the API server, with the kubeconfig's credentials, TLS and proxy. */
+async function apiJson(
+  kc: KubeConfig,
+  method: string,
+  path: string,
+  options: { contentType?: string; body?: unknown } = {},
+): Promise<JsonReply> {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new KubedumpError('NO_CLUSTER', 'the kubeconfig names no cluster');
+  const url = new URL(cluster.server.replace(/\/$/, '') + path);
+  const https: import('node:https').RequestOptions = { method, headers: {} };
+  await kc.applyToHTTPSOptions(https);
+  const payload =
+    options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+  https.headers = {
+    ...(https.headers as Record<string, string>),
+    Accept: 'application/json',
+    ...(payload && { 'Content-Type': options.contentType ?? 'application/json' }),
+  };
+  const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(url, https, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const raw = Buffer.concat(chunks).toString('utf8');
+        let body: unknown = raw;
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          // not JSON: keep the text
+        }
+        resolve({ status: res.statusCode ?? 0, body });
+      });
+      res.on('error', reject);
+    });
+    req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
+    req.on('error', (error) => reject(apiError(error, `${method} ${path}`)));
+    req.end(payload);
+  });
+}
