@@ -30,8 +30,9 @@ export async function addEphemeralContainer(
   });
   if (patched.status < 300) return;
   // 1.16-1.21 serve the subresource as kind EphemeralContainers: a Pod-shaped
-  // patch is refused as a bad request there.
-  if (patched.status === 400 || patched.status === 422) {
+  // patch is refused as a bad request there (or forbidden, to a user granted
+  // only the get and update that the old shape needs).
+  if (patched.status === 400 || patched.status === 422 || patched.status === 403) {
     const current = await apiJson(kc, 'GET', path);
     if (
       current.status < 300 &&
