@@ -4,17 +4,8 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { errorLine, KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { selectableContainers } from '../kube/pods.ts';
-import {
-  describeTarget,
-  isRunning,
-  isSinglePod,
-  namespaceNames,
-  parseTarget,
-  podQuery,
-  runningPods,
-  type TargetSpec,
-  watchPods,
-} from '../kube/targets.ts';
+import { describeTarget, isSinglePod, parseTarget, type TargetSpec } from '../kube/target-spec.ts';
+import { isRunning, namespaceNames, podQuery, runningPods, watchPods } from '../kube/targets.ts';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { interfaceFromPcap, PcapToPcapng } from '../pcap/pcapng.ts';
 import { PcapngOutput } from '../pcap/pcapng-output.ts';

@@ -1,6 +1,6 @@
 import { KubedumpError } from '../errors.ts';
 import type { ArgType } from '../extcap/sentences.ts';
-import { parseTarget, targetTextProblem } from '../kube/targets.ts';
+import { parseTarget, targetTextProblem } from '../kube/target-spec.ts';
 import { defaultLogFile, LEVELS, type Level } from '../log.ts';
 import {
   CAPTURE_FORMATS,

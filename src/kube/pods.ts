@@ -185,6 +185,7 @@ export async function listRunningPods(
     node: pod.spec?.nodeName ?? '',
     hostNetwork: pod.spec?.hostNetwork === true,
     containers: selectableContainers(pod),
+    workload: workloadOf(pod),
   }));
 }
 
@@ -192,4 +193,30 @@ export async function listNamespaces(kc: KubeConfig): Promise<string[]> {
   const api = kc.makeApiClient(CoreV1Api);
   const list = await api.listNamespace({ limit: 500 });
   return list.items.map((ns) => ns.metadata?.name ?? '').filter(Boolean);
+}
+
+/**
+ * The workload that owns a pod, as kubectl spells it (`deploy/web`,
+ * `sts/db`, `ds/agent`, `job/backup`, `rs/x`), from its owner reference
+ * alone: a Deployment's ReplicaSet is named `<deployment>-<pod-template-hash>`.
+ */
+export function workloadOf(pod: V1Pod): string | undefined {
+  const owner =
+    pod.metadata?.ownerReferences?.find((o) => o.controller) ?? pod.metadata?.ownerReferences?.[0];
+  if (!owner?.name) return undefined;
+  switch (owner.kind) {
+    case 'ReplicaSet': {
+      const hash = pod.metadata?.labels?.['pod-template-hash'];
+      return hash && owner.name.endsWith(`-${hash}`)
+        ? `deploy/${owner.name.slice(0, -hash.length - 1)}`
+        : `rs/${owner.name}`;
+    }
+    case 'StatefulSet':
+      return `sts/${owner.name}`;
+    case 'DaemonSet':
+      return `ds/${owner.name}`;
+    case 'Job':
+      return `job/${owner.name}`;
+  }
+  return undefined;
 }

@@ -145,7 +145,8 @@ async function reloadValues(
     }
     case 'container': {
       const podName = fromName?.pod ?? options.get('pod');
-      if (!podName) return [];
+      // A workload's pods may differ: their own default containers apply.
+      if (!podName || podName.includes('/') || podName.includes(',')) return [];
       const pod = await kube.getPod(kc, { namespace, name: podName });
       const names = kube.selectableContainers(pod);
       return selectorValues(options.get('container') || kube.pickContainer(pod).container, names);

@@ -21,6 +21,8 @@ export interface DiscoveredPod {
   node: string;
   /** The pod uses its node's network: a capture holds the node's traffic. */
   hostNetwork?: boolean;
+  /** Its workload as kubectl spells it (`deploy/web`), when it has one. */
+  workload?: string | undefined;
 }
 
 export interface DiscoverySnapshot {
@@ -121,11 +123,12 @@ async function listFromCluster(settings: DiscoverySettings): Promise<DiscoverySn
     time: Date.now(),
     context: kc.getCurrentContext(),
     contexts: kc.getContexts().map((c) => c.name),
-    pods: lists.flat().map(({ namespace, name, node, hostNetwork }) => ({
+    pods: lists.flat().map(({ namespace, name, node, hostNetwork, workload }) => ({
       namespace,
       name,
       node,
       ...(hostNetwork && { hostNetwork }),
+      ...(workload && { workload }),
     })),
   };
 }

@@ -39,7 +39,24 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
           ? `Kubernetes node ${p.node || '?'} (all its traffic: pod ${p.namespace}/${p.name} uses the host network)`
           : `Kubernetes pod ${p.namespace}/${p.name}${p.node ? ` on ${p.node}` : ''}`,
       }));
-      return [generic, ...pods];
+      // Each workload of the listed pods: all its pods as one capture.
+      const workloads = new Map<string, { namespace: string; workload: string; pods: number }>();
+      for (const p of podsForInterfaces(snapshot, settings.maxInterfaces)) {
+        if (!p.workload) continue;
+        const key = `${p.namespace}/${p.workload}`;
+        const seen = workloads.get(key) ?? {
+          namespace: p.namespace,
+          workload: p.workload,
+          pods: 0,
+        };
+        seen.pods++;
+        workloads.set(key, seen);
+      }
+      const groups = [...workloads.values()].map((w) => ({
+        value: interfaceName(w.namespace, w.workload),
+        display: `Kubernetes ${w.workload.replace('/', ` ${w.namespace}/`)} (${w.pods} pod${w.pods === 1 ? '' : 's'})`,
+      }));
+      return [generic, ...pods, ...groups];
     },
     dlts: () => [
       { number: LINKTYPE_LINUX_SLL, name: 'LINUX_SLL', display: 'Linux cooked capture' },

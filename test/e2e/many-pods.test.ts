@@ -232,6 +232,24 @@ describe('several pods into one pcapng (real cluster)', () => {
     assert.deepEqual([...counts.keys()].sort(), replicas.map((r) => `demo/${r.name}`).sort());
   });
 
+  test('from tshark: the Deployment is an interface of its own, kubedump.demo.deploy.NAME', async () => {
+    const listed = await run(['tshark', '-D'], { env: home.env, timeoutMs: 60_000 });
+    assert.match(
+      listed.stdout,
+      new RegExp(
+        `kubedump\\.demo\\.deploy\\.${NAME} \\(Kubernetes deploy demo/${NAME} \\(2 pods\\)\\)`,
+      ),
+    );
+    const file = join(dir, 'deploy-iface.pcapng');
+    const ran = await run(
+      ['tshark', '-i', `kubedump.demo.deploy.${NAME}`, '-a', 'duration:6', '-w', file],
+      { env: home.env, timeoutMs: 60_000 },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    const counts = await perInterface(file);
+    assert.deepEqual([...counts.keys()].sort(), replicas.map((r) => `demo/${r.name}`).sort());
+  });
+
   test('a pod that starts during the capture (a scale-up) joins it with an interface of its own', async () => {
     const file = join(dir, 'scaled.pcapng');
     const capturing = run(

@@ -3,10 +3,12 @@ import { PassThrough } from 'node:stream';
 import { describe, test } from 'node:test';
 import { captureRequest } from '../../src/capture/options.ts';
 import type { KubedumpError } from '../../src/errors.ts';
-import { parseTarget, selectorText, targetTextProblem } from '../../src/kube/targets.ts';
+import { workloadOf } from '../../src/kube/pods.ts';
+import { parseTarget, selectorText, targetTextProblem } from '../../src/kube/target-spec.ts';
 import { LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
 import { enhancedPacketBlock } from '../../src/pcap/pcapng.ts';
 import { PcapngOutput } from '../../src/pcap/pcapng-output.ts';
+import { interfaceName, parseInterfaceName } from '../../src/wireshark/interfaces.ts';
 
 describe('what a capture names', () => {
   test('pods, KIND/NAME as kubectl spells it, a selector, all', () => {
@@ -127,5 +129,45 @@ describe('one pcapng section from several pods', () => {
     assert.deepEqual(blockTypes(Buffer.concat(chunks)), [0x0a0d0d0a, 1, 6, 6, 6]);
     assert.equal(out.packets, 3);
     assert.equal(limited, 1);
+  });
+});
+
+describe('workloads as Wireshark interfaces', () => {
+  const owned = (kind: string, name: string, labels: Record<string, string> = {}) =>
+    workloadOf({
+      metadata: {
+        labels,
+        ownerReferences: [{ apiVersion: 'v1', kind, name, uid: 'u', controller: true }],
+      },
+    });
+
+  test("a pod's workload comes from its owner, a Deployment's through its ReplicaSet's name", () => {
+    assert.equal(
+      owned('ReplicaSet', 'web-7d9f6c5b8', { 'pod-template-hash': '7d9f6c5b8' }),
+      'deploy/web',
+    );
+    assert.equal(owned('ReplicaSet', 'bare-rs'), 'rs/bare-rs');
+    assert.equal(owned('StatefulSet', 'db'), 'sts/db');
+    assert.equal(owned('DaemonSet', 'agent'), 'ds/agent');
+    assert.equal(owned('Job', 'backup'), 'job/backup');
+    assert.equal(owned('Node', 'n1'), undefined);
+    assert.equal(workloadOf({ metadata: {} }), undefined);
+  });
+
+  test('kubedump.NS.KIND.NAME stands for KIND/NAME; a pod name stays a pod name', () => {
+    assert.equal(interfaceName('shop', 'deploy/api'), 'kubedump.shop.deploy.api');
+    assert.deepEqual(parseInterfaceName('kubedump.shop.deploy.api'), {
+      namespace: 'shop',
+      pod: 'deploy/api',
+    });
+    assert.deepEqual(parseInterfaceName('kubedump.shop.sts.db.v2'), {
+      namespace: 'shop',
+      pod: 'sts/db.v2',
+    });
+    assert.deepEqual(parseInterfaceName('kubedump.shop.web-1.x'), {
+      namespace: 'shop',
+      pod: 'web-1.x',
+    });
+    assert.equal(parseInterfaceName('kubedump.shop.'), undefined);
   });
 });
