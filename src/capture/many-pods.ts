@@ -128,14 +128,14 @@ async function captureMany(
   const watching = 'selector' in query;
   try {
     if (watching) {
-      await watchPods(
+      watchPods(
         kc,
         namespace,
         query.selector,
         (pod) => isRunning(pod) && start(pod),
-        (error) => log.warn('pod watch ended; pods that appear now are not captured', { error }),
+        (error) => log.warn('pod watch failed; it starts again', { error }),
         all.signal,
-      ).catch((error) => log.warn('cannot watch pods', { error }));
+      );
     }
     // Without a watch the capture ends when every pod's part has ended; with
     // one, only a stop or a limit ends it, unless every pod failed at its start.

@@ -157,8 +157,9 @@ export const WATCHDOG_TIMEOUT_S = 10;
 // lines into a heartbeat file ($1), a checker looks at that file every 2 s.
 // They kill only a process that is still our tcpdump (PIDs get reused). When
 // tcpdump ends, for any reason, the wrapper ends both, removes the run's
-// private upload directory (a crashed kubedump leaves no file behind either)
-// and exits with tcpdump's status.
+// private upload directory (a crashed kubedump leaves no file behind either),
+// or writes "end" into a helper's heartbeat so that the helper ends too, and
+// exits with tcpdump's status.
 const PID_WRAPPER = `b=$1; shift
 exec 3<&0
 "$@" </dev/null 3<&- &
@@ -181,8 +182,11 @@ r=$!
 exec 3<&-
 wait $t; s=$?
 kill $r $k 2>/dev/null
-rm -f "$b"
-case \${b%/*} in */.kubedump-????????????????) rm -rf "\${b%/*}" ;; esac
+case \${b%/*} in
+  */.kubedump-????????????????) rm -rf "\${b%/*}" ;;
+  */.kubedump-keep-*) rm -f "$b" ;;
+  *) echo end >"$b" ;;
+esac
 exit $s`;
 
 /**
@@ -252,11 +256,11 @@ export function parseSurvey(output: string): { sockets: string[]; tools: Map<str
 
 // The helper's main process. Constant text; $1 is the heartbeat file, $2 the
 // idle limit in seconds. It ends when the heartbeat stops changing for that
-// long, or at once when the capture's wrapper removed the file (it ended).
+// long, or at its next look once the capture's wrapper wrote "end" there.
 export const HELPER_MAIN = `b=$1; last=; m=0
 while [ $m -lt "$2" ]; do
   sleep 5; v=; read -r v <"$b" 2>/dev/null
-  [ -n "$last" ] && [ ! -e "$b" ] && exit 0
+  [ "$v" = end ] && exit 0
   if [ "$v" != "$last" ]; then last=$v; m=0; else m=$((m+5)); fi
 done`;
 

@@ -5,11 +5,11 @@ import {
   type KubeConfig,
   type V1EphemeralContainer,
   type V1Pod,
-  Watch,
 } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
 import type { PodRef } from './pods.ts';
+import { watchUntil } from './watch.ts';
 
 // Ephemeral containers, as `kubectl debug` adds them: the Pod subresource of
 // Kubernetes 1.22+ (a patch of spec.ephemeralContainers), else the legacy
@@ -24,35 +24,10 @@ export async function addEphemeralContainer(
 ): Promise<void> {
   const what = `add an ephemeral container to pod ${pod.namespace}/${pod.name}`;
   const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/ephemeralcontainers`;
-  const patched = await apiJson(kc, 'PATCH', path, {
-    contentType: 'application/strategic-merge-patch+json',
-    body: { spec: { ephemeralContainers: [container] } },
-  });
-  if (patched.status < 300) return;
-  // 1.16-1.21 serve the subresource as kind EphemeralContainers: a Pod-shaped
-  // patch is refused as a bad request there (or forbidden, to a user granted
-  // only the get and update that the old shape needs).
-  if (patched.status === 400 || patched.status === 422 || patched.status === 403) {
-    const current = await apiJson(kc, 'GET', path);
-    if (
-      current.status < 300 &&
-      (current.body as { kind?: string }).kind === 'EphemeralContainers'
-    ) {
-      const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
-      const replaced = await apiJson(kc, 'PUT', path, {
-        body: {
-          ...legacy,
-          ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container],
-        },
-      });
-      if (replaced.status < 300) return;
-      throw statusError(replaced, what);
-    }
-  }
-  if (
-    patched.status === 404 &&
-    /the server could not find the requested resource/i.test(text(patched))
-  ) {
+  // The subresource says which shape it speaks: 1.16-1.21 answer with the
+  // EphemeralContainers kind (read, append, replace); 1.22+ with the Pod.
+  const current = await apiJson(kc, 'GET', path);
+  if (current.status === 404) {
     throw new KubedumpError(
       'EPHEMERAL_UNSUPPORTED',
       `${what}: the cluster does not serve ephemeral containers`,
@@ -61,6 +36,20 @@ export async function addEphemeralContainer(
       },
     );
   }
+  if (current.status < 300 && (current.body as { kind?: string }).kind === 'EphemeralContainers') {
+    const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
+    const replaced = await apiJson(kc, 'PUT', path, {
+      body: { ...legacy, ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container] },
+    });
+    if (replaced.status < 300) return;
+    throw statusError(replaced, what);
+  }
+  // A user may patch without being allowed to read: the patch decides.
+  const patched = await apiJson(kc, 'PATCH', path, {
+    contentType: 'application/strategic-merge-patch+json',
+    body: { spec: { ephemeralContainers: [container] } },
+  });
+  if (patched.status < 300) return;
   throw statusError(patched, what);
 }
 
@@ -104,11 +93,11 @@ export async function waitForEphemeralContainer(
   if (now === 'running') return;
   if (now instanceof KubedumpError) throw now;
   await new Promise<void>((resolve, reject) => {
-    let watching: AbortController | undefined;
+    const stop = new AbortController();
     const finish = (error?: unknown) => {
       clearTimeout(timer);
       options.signal.removeEventListener('abort', onAbort);
-      watching?.abort();
+      stop.abort();
       if (error) reject(error);
       else resolve();
     };
@@ -119,46 +108,33 @@ export async function waitForEphemeralContainer(
           new KubedumpError(
             'POD_START_TIMEOUT',
             `${what} did not run within ${options.timeoutMs / 1000} s`,
-            {
-              hint: 'raise --helper-timeout, or check the pod with kubectl describe',
-            },
+            { hint: 'raise --helper-timeout, or check the pod with kubectl describe' },
           ),
         ),
       options.timeoutMs,
     );
     options.signal.addEventListener('abort', onAbort, { once: true });
-    const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods`;
-    new Watch(kc)
-      .watch(
-        path,
-        {
-          fieldSelector: `metadata.name=${pod.name}`,
-          resourceVersion: first.metadata?.resourceVersion,
-        },
-        (_type: string, p: V1Pod) => {
-          const state = judge(p);
-          if (state === 'running') finish();
-          else if (state instanceof KubedumpError) finish(state);
-        },
-        (error: unknown) => {
-          if (error) finish(apiError(error, `watch pod ${pod.namespace}/${pod.name}`));
-        },
-      )
-      .then((w) => {
-        watching = w;
-      }, finish);
+    watchUntil(
+      kc,
+      `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods`,
+      {
+        fieldSelector: `metadata.name=${pod.name}`,
+        resourceVersion: first.metadata?.resourceVersion,
+      },
+      (_type, p) => {
+        const state = judge(p as V1Pod);
+        if (state === 'running') finish();
+        else if (state instanceof KubedumpError) finish(state);
+      },
+      () => {}, // it starts again; the start timeout bounds the wait
+      stop.signal,
+    );
   });
 }
 
 interface JsonReply {
   status: number;
   body: unknown;
-}
-
-function text(reply: JsonReply): string {
-  return typeof reply.body === 'string'
-    ? reply.body
-    : ((reply.body as { message?: string })?.message ?? '');
 }
 
 function statusError(reply: JsonReply, what: string): KubedumpError {

@@ -5,11 +5,11 @@ import {
   type KubeConfig,
   type V1LabelSelector,
   type V1Pod,
-  Watch,
 } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
 import { selectorText, type TargetSpec, type WorkloadResource } from './target-spec.ts';
+import { watchUntil } from './watch.ts';
 
 // The pods a target names, from the API server: a workload's selector (or a
 // service's endpoints), the running pods, a watch for the ones that start
@@ -164,25 +164,23 @@ export function isRunning(pod: V1Pod): boolean {
  * (the ones that exist first, then each change) until `signal` aborts: how
  * pods that appear during a capture (a scale-up, a rollout) are found.
  */
-export async function watchPods(
+export function watchPods(
   kc: KubeConfig,
   namespace: string,
   selector: string,
   onPod: (pod: V1Pod) => void,
-  onEnd: (error: unknown) => void,
+  onError: (error: unknown) => void,
   signal: AbortSignal,
-): Promise<void> {
+): void {
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`;
-  const watching = await new Watch(kc).watch(
+  watchUntil(
+    kc,
     path,
     { ...(selector && { labelSelector: selector }) },
-    (type: string, pod: V1Pod) => {
-      if (type === 'ADDED' || type === 'MODIFIED') onPod(pod);
+    (type, pod) => {
+      if (type === 'ADDED' || type === 'MODIFIED') onPod(pod as V1Pod);
     },
-    (error: unknown) => {
-      if (!signal.aborted) onEnd(error);
-    },
+    onError,
+    signal,
   );
-  if (signal.aborted) watching.abort();
-  else signal.addEventListener('abort', () => watching.abort(), { once: true });
 }
