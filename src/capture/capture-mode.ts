@@ -15,6 +15,8 @@ export interface TargetContainer {
   nodeName: string | undefined;
   /** The pod uses the node's network namespace (hostNetwork: true). */
   hostNetwork: boolean;
+  /** The pod's own security context makes its containers run as a non-root user. */
+  nonRootPod: boolean;
 }
 
 export interface ModeContext {

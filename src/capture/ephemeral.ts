@@ -30,19 +30,32 @@ export const ephemeralMode: CaptureMode = {
     // A new name each time: an ephemeral container, once added, stays.
     const name = `kubedump-${randomBytes(4).toString('hex')}`;
     const started = Date.now();
-    await addEphemeralContainer(kc, pod, {
-      name,
-      image: request.helperImage,
-      imagePullPolicy: 'IfNotPresent',
-      command: helperMainArgv(HEARTBEAT, HELPER_IDLE_SECONDS),
-      // The target container's process namespace when it is shared.
-      targetContainerName: target.container,
-      // Root, whatever the pod's own user: tcpdump needs NET_RAW, which the
-      // runtime gives root by default. Nothing beyond that is asked for.
-      securityContext: { runAsUser: 0, runAsNonRoot: false },
-      stdin: false,
-      tty: false,
-    });
+    try {
+      await addEphemeralContainer(kc, pod, {
+        name,
+        image: request.helperImage,
+        imagePullPolicy: 'IfNotPresent',
+        command: helperMainArgv(HEARTBEAT, HELPER_IDLE_SECONDS),
+        // The target container's process namespace when it is shared.
+        targetContainerName: target.container,
+        // tcpdump needs NET_RAW, which the runtime gives root by default: a
+        // pod that makes its containers non-root gets this one back to root.
+        // Nothing beyond that is asked for.
+        ...(target.nonRootPod && { securityContext: { runAsUser: 0, runAsNonRoot: false } }),
+        stdin: false,
+        tty: false,
+      });
+    } catch (error) {
+      // Before Kubernetes 1.23 an ephemeral container may not set its own user.
+      if (error instanceof KubedumpError && /securityContext.*cannot be set/i.test(error.message)) {
+        throw new KubedumpError(
+          'EPHEMERAL_NONROOT',
+          `pod ${pod.namespace}/${pod.name} runs its containers as a non-root user, and this cluster does not let an ephemeral container run as root`,
+          { hint: 'use privileged mode (-p), or Kubernetes 1.23+', cause: error },
+        );
+      }
+      throw error;
+    }
     log.info('ephemeral container added', { pod: `${pod.namespace}/${pod.name}`, name });
     try {
       await waitForEphemeralContainer(kc, pod, name, {

@@ -31,6 +31,9 @@ export async function resolveTarget(
       containerId: picked.containerId,
       nodeName: picked.nodeName,
       hostNetwork: picked.hostNetwork,
+      nonRootPod:
+        pod.spec?.securityContext?.runAsNonRoot === true ||
+        (pod.spec?.securityContext?.runAsUser ?? 0) !== 0,
     },
     notices: [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])],
   };

@@ -11,7 +11,9 @@ import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // Ephemeral mode on the real cluster (Kubernetes 1.20, the legacy
 // EphemeralContainers kind): a container joins the target pod, captures in
-// its network namespace, and ends by itself when the capture stops.
+// its network namespace, and ends by itself when the capture stops. 1.20
+// lets no ephemeral container set its user: a pod that runs as non-root at
+// pod level gets one clear line.
 
 let world: World;
 let home: ReturnType<typeof wiresharkHome>;
@@ -35,7 +37,7 @@ async function ephemeralStatuses(pod: string): Promise<EphemeralStatus[]> {
 }
 
 describe('ephemeral mode (real cluster)', () => {
-  for (const pod of ['web', 'distroless', 'nonroot']) {
+  for (const pod of ['web', 'distroless']) {
     test(`${pod}: captures its traffic; the ephemeral container ends after the stop`, async () => {
       const before = new Set((await ephemeralStatuses(pod)).map((s) => s.name));
       const out = join(dir, `${pod}.pcap`);
@@ -73,4 +75,28 @@ describe('ephemeral mode (real cluster)', () => {
       assert.deepEqual(allRemoteTcpdumps(), [], 'a remote tcpdump is left');
     });
   }
+
+  test('a pod whose own security context is non-root: one line on 1.20, nothing added', async () => {
+    const before = (await ephemeralStatuses('nonroot')).length;
+    const ran = await run(
+      [
+        BUILT,
+        'capture',
+        'nonroot',
+        '-n',
+        'demo',
+        '--mode',
+        'ephemeral',
+        '-w',
+        join(dir, 'nr.pcap'),
+      ],
+      { env: home.env, timeoutMs: 60_000 },
+    );
+    assert.equal(ran.code, 1);
+    assert.equal(
+      ran.stderr.trim(),
+      'kubedump: pod demo/nonroot runs its containers as a non-root user, and this cluster does not let an ephemeral container run as root: use privileged mode (-p), or Kubernetes 1.23+',
+    );
+    assert.equal((await ephemeralStatuses('nonroot')).length, before);
+  });
 });
