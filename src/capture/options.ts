@@ -104,7 +104,7 @@ export const OPTIONS: readonly OptionRow[] = [
   {
     key: 'pod',
     kind: 'text',
-    label: 'target',
+    label: 'pod name',
     check: targetTextProblem,
     group: 'Target',
     help: 'pod name, several joined by ",", or deploy/NAME, sts/, ds/, rs/, job/, svc/NAME',

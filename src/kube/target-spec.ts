@@ -59,7 +59,7 @@ export function targetTextProblem(text: string): string | undefined {
   const names = text.split(',');
   return names.every((n) => n.length <= 253 && NAME.test(n))
     ? undefined
-    : 'pod names (lowercase letters, digits, "-" and "."), several joined by ","';
+    : 'lowercase letters, digits, "-" and "." (several pods joined by ",", or KIND/NAME)';
 }
 
 /** The target one request names; undefined when it names none. */

@@ -54,11 +54,11 @@ describe('what a capture names', () => {
     assert.equal(targetTextProblem('web'), undefined);
     assert.equal(targetTextProblem('deploy/web-1'), undefined);
     assert.match(targetTextProblem('cronjob/x') ?? '', /"cronjob" is not one of/);
-    assert.match(targetTextProblem('Web') ?? '', /pod names/);
-    assert.match(targetTextProblem('web,,client') ?? '', /pod names/);
+    assert.match(targetTextProblem('Web') ?? '', /^lowercase letters/);
+    assert.match(targetTextProblem('web,,client') ?? '', /^lowercase letters/);
     assert.throws(
       () => captureRequest({ pod: 'web;reboot' }, 'cli'),
-      /target "web;reboot" is not valid/,
+      /pod name "web;reboot" is not valid: lowercase letters/,
     );
     assert.throws(() => captureRequest({}, 'cli'), /no pod given/);
   });
