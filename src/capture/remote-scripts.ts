@@ -294,7 +294,7 @@ fi`;
 /**
  * $1 the container ID, $2 the proc root, $3 `host-ok` when the pod uses the
  * node's network. One line per process whose cgroup file holds the ID:
- * `accept PID`, or `refuse PID WHY [CGROUP]`.
+ * `accept PID [STARTTIME]`, or `refuse PID WHY [CGROUP]`.
  */
 export const CGROUP_SCAN = `id=$1; root=\${2:-/proc}; allow=$3
 ${HOST_NETNS_SH}
@@ -317,7 +317,11 @@ grep -l -F -e "$id" "$root"/[0-9]*/cgroup 2>/dev/null | while IFS= read -r f; do
     if [ -z "$h" ]; then echo "refuse $p host-unknown"; continue; fi
     if [ "$n" = "$h" ]; then echo "refuse $p host-netns"; continue; fi
   fi
-  echo "accept $p"
+  # Its start time (clock ticks since boot; field 22 of stat, after the
+  # command's name): the container's first process started first, whatever
+  # its PID (PIDs wrap around; an exec'd process may have a lower one).
+  st=; { read -r l < "$root/$p/stat"; } 2>/dev/null && { set -- \${l##*) }; shift 19; st=$1; }
+  echo "accept $p\${st:+ $st}"
 done
 exit 0`;
 
@@ -351,16 +355,23 @@ export type CgroupScanResult =
   /** No usable process: one clause saying why. */
   | { pid: undefined; reason: string };
 
-/** The lowest accepted PID, or why every process that carries the ID was refused. */
+/**
+ * The accepted process that started first (the container's own first process;
+ * the lowest PID when start times are unknown), or why every process that
+ * carries the ID was refused.
+ */
 export function parseCgroupScan(output: string, id: string): CgroupScanResult {
-  const accepted: number[] = [];
+  const accepted: { pid: number; start: number }[] = [];
   const refused: string[] = [];
   const short = (text: string) => text.split(id).join(`${id.slice(0, 12)}…`);
   for (const line of output.split('\n')) {
     const [verdict, pidText, why, cgroup] = line.trim().split(' ');
     const pid = validPid(pidText);
     if (pid === undefined) continue;
-    if (verdict === 'accept') accepted.push(pid);
+    if (verdict === 'accept') {
+      const start = /^\d{1,15}$/.test(why ?? '') ? Number(why) : Number.POSITIVE_INFINITY;
+      accepted.push({ pid, start });
+    }
     if (verdict !== 'refuse') continue;
     if (why === 'host-netns') refused.push(`PID ${pid} is in the node's network namespace`);
     else if (why === 'host-unknown')
@@ -373,7 +384,12 @@ export function parseCgroupScan(output: string, id: string): CgroupScanResult {
       refused.push(`PID ${pid} is in a cgroup below the container's (a nested container)`);
     else refused.push(`PID ${pid} ended during the scan`);
   }
-  if (accepted.length) return { pid: Math.min(...accepted), refused };
+  if (accepted.length) {
+    const first = accepted.reduce((a, b) =>
+      b.start < a.start || (b.start === a.start && b.pid < a.pid) ? b : a,
+    );
+    return { pid: first.pid, refused };
+  }
   if (!refused.length) {
     return { pid: undefined, reason: 'no process on the node has the container ID in its cgroup' };
   }

@@ -84,6 +84,7 @@ const ID = {
   hostNetwork: `${'12'.repeat(32)}`,
   onlyConmon: `${'34'.repeat(32)}`,
   absent: `${'56'.repeat(32)}`,
+  wrapped: `${'78'.repeat(32)}`,
 };
 const NESTED_CHILD = hex('9');
 const LONGER = `${ID.short}${'7'.repeat(52)}`;
@@ -134,7 +135,45 @@ const NODE = procTree('node', {
   900: { cgroup: v2(`${SYSTEMD_POD}/crio-${ID.hostNetwork}.scope`), net: HOST },
   // A container that has not started: only its monitor carries the ID.
   950: { cgroup: v2(`/system.slice/crio-conmon-${ID.onlyConmon}.scope`), net: HOST },
+  // After PID wraparound: an exec'd process (started later) has a lower PID
+  // than the container's first process. The start time is stat's field 22.
+  120: {
+    cgroup: v2(`${SYSTEMD_POD}/cri-containerd-${ID.wrapped}.scope`),
+    net: 'net:[130]',
+    stat: statLine(120, 'sh', 98_765),
+  },
+  130: {
+    cgroup: v2(`${SYSTEMD_POD}/cri-containerd-${ID.wrapped}.scope`),
+    net: 'net:[130]',
+    stat: statLine(130, 'httpd (web)', 4_321),
+  },
 });
+
+/** A /proc/PID/stat line whose command holds spaces and parentheses. */
+function statLine(pid: number, comm: string, start: number): string {
+  const after = [
+    'S',
+    '1',
+    '1',
+    '1',
+    '0',
+    '-1',
+    '4194560',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '0',
+    '20',
+    '0',
+    '1',
+    '0',
+  ];
+  return `${pid} (${comm}) ${after.join(' ')} ${start} 1000 100`;
+}
 
 function scan(
   shell: (typeof SHELLS)[number],
@@ -159,6 +198,7 @@ for (const shell of SHELLS) {
       ['CRI-O, cgroupfs: not conmon', ID.crioCgroupfs, 610],
       ['a nested container below the target is not the target', ID.nested, 750],
       ['an ID that is a prefix of another ID: only its own cgroup', ID.short, 810],
+      ['after PID wraparound: the process that started first, not the lowest PID', ID.wrapped, 130],
     ];
     for (const [name, id, pid] of cases) {
       test(name, () => {
