@@ -1,6 +1,6 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { V1Pod } from '@kubernetes/client-node';
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { errorLine, KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { selectableContainers } from '../kube/pods.ts';
@@ -58,22 +58,14 @@ async function captureMany(
   const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
   const namespace = request.namespace || contextNamespace(kc);
   const what = describeTarget(spec);
-  const query = await orStop(podQuery(kc, namespace, spec), signal);
-  const [found, names] = await orStop(
-    Promise.all([runningPods(kc, namespace, query), namespaceNames(kc, namespace)]),
+  const { query, pods, names } = await findPods(
+    kc,
+    namespace,
+    spec,
+    request.maxPods,
     signal,
+    notice,
   );
-  if (!found.length) {
-    throw new KubedumpError('NO_PODS', `${what} has no running pod in namespace "${namespace}"`, {
-      hint: `check with: kubectl get pods -n ${namespace}`,
-    });
-  }
-  const pods = found.slice(0, request.maxPods);
-  if (found.length > pods.length) {
-    notice(
-      `${what} has ${found.length} running pods; capturing the first ${pods.length} (raise --max-pods)`,
-    );
-  }
   log.info('capturing pods', { target: what, pods: pods.map((p) => p.metadata?.name) });
 
   // One stop for all: the user's, a limit, or the output closing.
@@ -102,61 +94,110 @@ async function captureMany(
     { maxPackets: request.maxPackets, onLimit: () => stopAll('limit') },
   );
   output.addNames(names);
-  // Pods that failed before their first packet: when it is every pod, the
-  // capture has failed.
-  const failures: unknown[] = [];
-  const running = new Set<Promise<void>>();
-  const started = new Set<string>();
-  let wake = () => {};
-  all.signal.addEventListener('abort', () => wake(), { once: true });
-  const start = (pod: V1Pod) => {
-    const uid = pod.metadata?.uid || pod.metadata?.name || '';
-    if (started.has(uid) || all.signal.aborted || started.size >= request.maxPods) return;
-    if (started.size) log.info('pod joins the capture', { pod: pod.metadata?.name });
-    started.add(uid);
-    const one = capturePod(request, pod, namespace, output, all.signal, hooks).then((ended) => {
-      running.delete(one);
-      if (ended.failure === undefined) return;
-      if (!ended.captured) failures.push(ended.failure);
-      notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
-    });
-    running.add(one);
-    wake();
-  };
-  for (const pod of pods) start(pod);
-  // A selector's pods come and go (scale-up, rollout): new ones join as they run.
-  const watching = 'selector' in query;
+  let failures: { failed: number; started: number; first?: unknown };
   try {
-    if (watching) {
-      watchPods(
-        kc,
-        namespace,
-        query.selector,
-        (pod) => isRunning(pod) && start(pod),
-        (error) => log.warn('pod watch failed; it starts again', { error }),
-        all.signal,
-      );
-    }
-    // Without a watch the capture ends when every pod's part has ended; with
-    // one, only a stop or a limit ends it, unless every pod failed at its start.
-    for (;;) {
-      if (running.size) {
-        await Promise.race(running);
-        continue;
-      }
-      if (!watching || all.signal.aborted || failures.length === started.size) break;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
+    const watch = 'selector' in query ? query.selector : undefined;
+    const capture = (pod: V1Pod, stop: AbortSignal) =>
+      capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
+        if (ended.failure !== undefined) {
+          notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
+        }
+        return ended;
       });
-    }
+    const run = { watch, max: request.maxPods, log };
+    failures = await runPods(kc, namespace, pods, all.signal, capture, run);
   } finally {
     clearTimeout(timer);
     signal.removeEventListener('abort', onSignal);
     await output.end().catch(() => {});
   }
   // Every pod failed: that is the capture's failure (the file still holds why, per pod).
-  if (failures.length === started.size && !all.signal.aborted) throw failures[0];
+  if (failures.failed === failures.started && !all.signal.aborted) throw failures.first;
   return { packets: output.packets, bytes: output.bytes, ended };
+}
+
+/** The target's running pods (at most `max`, with a line when there are more) and the namespace's names. */
+async function findPods(
+  kc: KubeConfig,
+  namespace: string,
+  spec: TargetSpec,
+  max: number,
+  signal: AbortSignal,
+  notice: (line: string) => void,
+) {
+  const what = describeTarget(spec);
+  const query = await orStop(podQuery(kc, namespace, spec), signal);
+  const [found, names] = await orStop(
+    Promise.all([runningPods(kc, namespace, query), namespaceNames(kc, namespace)]),
+    signal,
+  );
+  if (!found.length) {
+    throw new KubedumpError('NO_PODS', `${what} has no running pod in namespace "${namespace}"`, {
+      hint: `check with: kubectl get pods -n ${namespace}`,
+    });
+  }
+  const pods = found.slice(0, max);
+  if (found.length > pods.length) {
+    notice(
+      `${what} has ${found.length} running pods; capturing the first ${pods.length} (raise --max-pods)`,
+    );
+  }
+  return { query, pods, names };
+}
+
+/**
+ * Captures every pod at once, and with a `watch` selector each pod that
+ * starts later (scale-up, rollout), at most `max` in all. Without a watch it
+ * ends when every pod's part has ended; with one, only when `signal` aborts,
+ * unless every pod failed at its start (before its first packet).
+ */
+async function runPods(
+  kc: KubeConfig,
+  namespace: string,
+  pods: V1Pod[],
+  signal: AbortSignal,
+  capture: (pod: V1Pod, signal: AbortSignal) => Promise<{ failure?: unknown; captured: boolean }>,
+  { watch, max, log }: { watch: string | undefined; max: number; log: CaptureHooks['log'] },
+): Promise<{ failed: number; started: number; first?: unknown }> {
+  const failures: unknown[] = [];
+  const running = new Set<Promise<void>>();
+  const started = new Set<string>();
+  let wake = () => {};
+  signal.addEventListener('abort', () => wake(), { once: true });
+  const start = (pod: V1Pod) => {
+    const uid = pod.metadata?.uid || pod.metadata?.name || '';
+    if (started.has(uid) || signal.aborted || started.size >= max) return;
+    if (started.size) log.info('pod joins the capture', { pod: pod.metadata?.name });
+    started.add(uid);
+    const one = capture(pod, signal).then((ended) => {
+      running.delete(one);
+      if (ended.failure !== undefined && !ended.captured) failures.push(ended.failure);
+    });
+    running.add(one);
+    wake();
+  };
+  for (const pod of pods) start(pod);
+  if (watch !== undefined) {
+    watchPods(
+      kc,
+      namespace,
+      watch,
+      (pod) => isRunning(pod) && start(pod),
+      (error) => log.warn('pod watch failed; it starts again', { error }),
+      signal,
+    );
+  }
+  for (;;) {
+    if (running.size) {
+      await Promise.race(running);
+      continue;
+    }
+    if (watch === undefined || signal.aborted || failures.length === started.size) break;
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  }
+  return { failed: failures.length, started: started.size, first: failures[0] };
 }
 
 /** One pod's session into its own interface; resolves with how it ended. */
