@@ -6,10 +6,11 @@
 import { writeSync } from 'node:fs';
 import { errorLine } from './errors.ts';
 import { isExtcapArgv } from './extcap/argv.ts';
-import type { captureToFifo } from './wireshark/capture-to-fifo.ts';
+import type { captureToFifo, cleanupAfterKill } from './wireshark/capture-to-fifo.ts';
 import { REFRESH_ARG } from './wireshark/discovery.ts';
 
 type CaptureFn = typeof captureToFifo;
+type CleanupFn = typeof cleanupAfterKill;
 
 /** Writes all of `text` to a file descriptor before returning (pipes may be non-blocking). */
 function writeAll(fd: number, text: string): void {
@@ -54,9 +55,11 @@ async function main(argv: string[]): Promise<number> {
     // so discovery and config answers start without compiling it.
     const capture: CaptureFn = async (...args) =>
       (await import('./wireshark/capture-to-fifo.ts')).captureToFifo(...args);
+    const cleanupAfterKill: CleanupFn = async (...args) =>
+      (await import('./wireshark/capture-to-fifo.ts')).cleanupAfterKill(...args);
     return runExtcap(
       argv,
-      kubedumpProvider({ capture }),
+      kubedumpProvider({ capture, cleanupAfterKill }),
       {
         out: (lines) => writeAll(1, lines.length ? `${lines.join('\n')}\n` : ''),
         error: (line) => writeAll(2, `${line}\n`),

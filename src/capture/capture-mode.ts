@@ -1,5 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
+import type { CreatedRecord } from './created-record.ts';
 import type { CaptureModeName, CaptureRequest } from './request.ts';
 import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
@@ -28,6 +29,8 @@ export interface ModeContext {
   cleanup: AsyncDisposableStack;
   /** The stop's one deadline: cleanup steps take what remains of it. */
   clock: StopClock;
+  /** Where what the mode creates is noted, for a later process to remove after a kill. */
+  record?: CreatedRecord | undefined;
   /** The target node's architecture, or undefined when nodes can't be read. */
   nodeArchitecture(): Promise<string | undefined>;
 }

@@ -58,10 +58,13 @@ export const privilegedMode: CaptureMode = {
     // may still have happened on the server's. Deleting a missing pod is fine.
     let removing: Promise<void> | undefined;
     const remove = () => {
-      removing ??= removeHelper(kc, helper, log, ctx.clock);
+      removing ??= removeHelper(kc, helper, log, ctx.clock).then(() =>
+        ctx.record?.helperRemoved({ ...helper, session }),
+      );
       return removing;
     };
     cleanup.defer(remove);
+    ctx.record?.helperCreated({ ...helper, session });
     const started = Date.now();
     try {
       await createPod(

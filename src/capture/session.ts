@@ -7,6 +7,7 @@ import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pca
 import { PcapFramer } from '../pcap/framer.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
+import type { CreatedRecord } from './created-record.ts';
 import { MODES } from './mode-registry.ts';
 import { validateRequest } from './options.ts';
 import { RemoteTcpdump } from './remote-tcpdump.ts';
@@ -33,6 +34,8 @@ export interface CaptureHooks {
   onProgress?: (packets: number, bytes: number) => void;
   /** Called with lines the user should read before the capture starts (the CLI prints them). */
   onNotice?: (line: string) => void;
+  /** Notes what the capture creates in the cluster, for removal after a kill. */
+  record?: CreatedRecord;
 }
 
 /** A capture of one pod: `pod` is one pod's name. */
@@ -97,6 +100,7 @@ async function capture(
       signal: stopping.signal,
       cleanup,
       clock,
+      record: hooks.record,
       nodeArchitecture: () =>
         target.nodeName ? nodeArchitecture(kc, target.nodeName) : Promise.resolve(undefined),
     };

@@ -13,7 +13,15 @@ const FLAGS = new Set([
 ]);
 
 export interface ExtcapRequest {
-  verb: 'interfaces' | 'dlts' | 'config' | 'reload' | 'capture-filter' | 'capture' | 'version';
+  verb:
+    | 'interfaces'
+    | 'dlts'
+    | 'config'
+    | 'reload'
+    | 'capture-filter'
+    | 'capture'
+    | 'cleanup-postkill'
+    | 'version';
   iface?: string;
   fifo?: string;
   captureFilter?: string;
@@ -58,7 +66,9 @@ export function parseExtcapArgv(argv: readonly string[]): ExtcapRequest {
   request.extcapVersion = get('extcap-version');
   request.controlIn = get('extcap-control-in');
   request.controlOut = get('extcap-control-out');
-  if (options.has('capture')) request.verb = 'capture';
+  // Sent after Wireshark killed a capture: it may repeat the capture's argv.
+  if (options.has('extcap-cleanup-postkill')) request.verb = 'cleanup-postkill';
+  else if (options.has('capture')) request.verb = 'capture';
   else if (options.has('extcap-interfaces')) request.verb = 'interfaces';
   else if (options.has('extcap-dlts')) request.verb = 'dlts';
   else if (options.has('extcap-config')) request.verb = request.reloadOption ? 'reload' : 'config';

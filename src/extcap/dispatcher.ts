@@ -36,6 +36,8 @@ export interface ExtcapProvider {
   /** An error text for an invalid filter, or undefined when it compiles. */
   checkFilter(iface: string, filter: string): Promise<string | undefined>;
   capture(call: CaptureCall): Promise<void>;
+  /** Removes what a capture of `iface` that was killed (no signal) left behind. */
+  cleanupAfterKill(iface: string, options: Map<string, string>): Promise<void>;
 }
 
 export interface ExtcapIO {
@@ -79,6 +81,9 @@ export async function runExtcap(
     }
     case 'capture':
       return capture(request, provider, io, signal);
+    case 'cleanup-postkill':
+      await provider.cleanupAfterKill(iface, request.options);
+      return 0;
   }
 }
 

@@ -15,6 +15,7 @@ import { GENERIC_INTERFACE, interfaceName } from './interfaces.ts';
 
 export interface ProviderDeps {
   capture(request: CaptureRequest, call: CaptureCall, log: Logger): Promise<void>;
+  cleanupAfterKill(iface: string, log: Logger): Promise<void>;
 }
 
 export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
@@ -72,6 +73,17 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
       } catch (error) {
         log.error('capture failed', { error });
         throw error;
+      } finally {
+        log.close();
+      }
+    },
+    async cleanupAfterKill(iface, options) {
+      const log = openLog(logSettings(rawFromDialog(options), 'dialog'));
+      try {
+        await deps.cleanupAfterKill(iface, log);
+      } catch (error) {
+        // Best effort: what is left still ends by itself within a minute.
+        log.warn('cleanup after a kill failed', { error });
       } finally {
         log.close();
       }

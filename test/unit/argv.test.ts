@@ -62,7 +62,8 @@ test('any order, unknown options and missing values are accepted', () => {
   }
   const reversed = parseExtcapArgv(pairs.reverse().flat());
   for (const request of [forward, reversed]) {
-    assert.equal(request.verb, 'capture');
+    // The capture's own argv with --extcap-cleanup-postkill: the cleanup call.
+    assert.equal(request.verb, 'cleanup-postkill');
     assert.equal(request.fifo, '/tmp/f');
     assert.equal(request.iface, 'kubedump');
     assert.equal(request.options.get('pod'), 'web');
@@ -79,4 +80,12 @@ test('boolean options take flag and value forms', () => {
     ['a', 'b', 'c', 'd', 'e'].map((n) => booleanOption(options, n)),
     [true, false, true, false, false],
   );
+});
+
+test('--extcap-cleanup-postkill is its own call, with or without the capture argv', () => {
+  assert.equal(
+    parseExtcapArgv(['--extcap-cleanup-postkill', '--extcap-interface', 'kubedump.demo.web']).verb,
+    'cleanup-postkill',
+  );
+  assert.equal(parseExtcapArgv(['--capture', '--fifo', '/tmp/f']).verb, 'capture');
 });

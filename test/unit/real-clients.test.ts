@@ -423,7 +423,10 @@ test('the provider lists host-network pods as their node', async () => {
         { namespace: 'kube-system', name: 'proxy-x', node: 'n1', hostNetwork: true },
       ],
     });
-    const provider = kubedumpProvider({ capture: async () => {} });
+    const provider = kubedumpProvider({
+      capture: async () => {},
+      cleanupAfterKill: async () => {},
+    });
     const shown = await provider.interfaces();
     assert.equal(shown[1]?.display, 'Kubernetes pod demo/web on n1');
     assert.match(
