@@ -18,6 +18,8 @@ export class PcapFormatError extends KubedumpError {
   }
 }
 
+const EMPTY = Buffer.alloc(0);
+
 export interface FramerOptions {
   /** Stop after this many records (0: no limit). */
   maxPackets?: number;
@@ -29,8 +31,11 @@ export interface FramerOptions {
 // Lets only whole pcap records through: the global header first, then each
 // record once all of its bytes have arrived, so whatever the output holds when
 // the stream stops is a valid capture. A torn tail is dropped, never written.
+// Records that lie whole inside one incoming chunk go out as one slice of that
+// chunk (no copy); only a record cut by a chunk boundary is put together.
 export class PcapFramer extends Transform {
-  #pending: Buffer = Buffer.alloc(0);
+  /** The start of a unit (global header or record) whose end has not arrived. */
+  #pending: Buffer = EMPTY;
   #header: GlobalHeader | undefined;
   #maxPackets: number;
   #options: FramerOptions;
@@ -59,34 +64,71 @@ export class PcapFramer extends Transform {
   /** Passes on every whole record in `chunk` plus what was pending; returns a format error. */
   #take(chunk: Buffer): Error | undefined {
     if (this.#limitReached()) return undefined;
-    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
-    let offset = 0;
-    const out: Buffer[] = [];
+    let at = 0;
+    // 1. Complete the pending unit with just the bytes it lacks.
+    while (this.#pending.length > 0 && at < chunk.length) {
+      const want = this.#unitLength(this.#pending, 0);
+      if (want instanceof Error) return want;
+      const take = Math.min(want - this.#pending.length, chunk.length - at);
+      this.#pending = Buffer.concat([this.#pending, chunk.subarray(at, at + take)]);
+      at += take;
+      // A record's length is known only once its own header is whole: ask again.
+      const known = this.#unitLength(this.#pending, 0);
+      if (known instanceof Error) return known;
+      if (this.#pending.length === known) {
+        const unit = this.#pending;
+        this.#pending = EMPTY;
+        const error = this.#accept(unit, 0);
+        if (error) return error;
+        this.push(unit);
+        if (this.#limitReached()) return undefined;
+      }
+    }
+    // 2. Whole units inside the chunk go out as one slice of it.
+    const start = at;
+    while (!this.#limitReached()) {
+      const want = this.#unitLength(chunk, at);
+      if (want instanceof Error) return want;
+      if (chunk.length - at < want) break;
+      const error = this.#accept(chunk, at);
+      if (error) return error;
+      at += want;
+    }
+    if (at > start) this.push(chunk.subarray(start, at));
+    // 3. Keep the incomplete tail; copy so the big chunk can be collected.
+    if (at < chunk.length && !this.#limitReached()) this.#pending = Buffer.from(chunk.subarray(at));
+    return undefined;
+  }
+
+  /**
+   * Length of the unit starting at `offset` of `bytes`: the global header, or
+   * a record; while a record's own header is incomplete, that header's length.
+   */
+  #unitLength(bytes: Buffer, offset: number): number | Error {
+    if (!this.#header) return GLOBAL_HEADER_BYTES;
+    if (bytes.length - offset < RECORD_HEADER_BYTES) return RECORD_HEADER_BYTES;
+    const captured = recordCaptureLength(bytes, offset, this.#header);
+    if (captured > Math.max(this.#header.snaplen, 262144) * 4) {
+      return new PcapFormatError(
+        `pcap record of ${RECORD_HEADER_BYTES + captured} bytes is not plausible`,
+      );
+    }
+    return RECORD_HEADER_BYTES + captured;
+  }
+
+  /** Takes note of the whole unit at `offset`: the global header or one record. */
+  #accept(bytes: Buffer, offset: number): Error | undefined {
     if (!this.#header) {
-      if (this.#pending.length < GLOBAL_HEADER_BYTES) return undefined;
-      const header = parseGlobalHeader(this.#pending);
+      const header = parseGlobalHeader(bytes.subarray(offset, offset + GLOBAL_HEADER_BYTES));
       if (!header) return new PcapFormatError('the remote tcpdump did not write a pcap stream');
       this.#header = header;
-      out.push(this.#pending.subarray(0, GLOBAL_HEADER_BYTES));
-      offset = GLOBAL_HEADER_BYTES;
       this.#options.onHeader?.(header);
+      return undefined;
     }
-    const header = this.#header;
-    while (!this.#limitReached() && this.#pending.length - offset >= RECORD_HEADER_BYTES) {
-      const length = RECORD_HEADER_BYTES + recordCaptureLength(this.#pending, offset, header);
-      if (length - RECORD_HEADER_BYTES > Math.max(header.snaplen, 262144) * 4) {
-        return new PcapFormatError(`pcap record of ${length} bytes is not plausible`);
-      }
-      if (this.#pending.length - offset < length) break;
-      out.push(this.#pending.subarray(offset, offset + length));
-      offset += length;
-      this.packets++;
-      this.bytes += length;
-      if (this.#limitReached()) this.#options.onLimit?.();
-    }
-    // Keep only the incomplete tail; copy so the big chunk can be collected.
-    this.#pending = Buffer.from(this.#pending.subarray(offset));
-    if (out.length > 0) this.push(out.length === 1 ? out[0] : Buffer.concat(out));
+    const length = RECORD_HEADER_BYTES + recordCaptureLength(bytes, offset, this.#header);
+    this.packets++;
+    this.bytes += length;
+    if (this.#limitReached()) this.#options.onLimit?.();
     return undefined;
   }
 

@@ -106,3 +106,64 @@ test('rejects a stream that is not pcap', async () => {
       /^the remote tcpdump did not write a pcap stream: .*log level debug/.test(errorLine(e)),
   );
 });
+
+test('a chunk of many whole records goes out as one slice of that chunk, not a copy', async () => {
+  const records = Array.from({ length: 50 }, (_, i) => record(100 + i, i));
+  const chunk = Buffer.concat([buildGlobalHeader(1), ...records]);
+  const { framer, out } = await frame([chunk]);
+  assert.equal(out.length, 1);
+  assert.equal(out[0]?.buffer, chunk.buffer);
+  assert.equal(out[0]?.byteOffset, chunk.byteOffset);
+  assert.equal(out[0]?.length, chunk.length);
+  assert.equal(framer.packets, 50);
+});
+
+test('a record cut inside its own header, and one cut in its data, are put together whole', async () => {
+  const head = buildGlobalHeader(1);
+  const [a, b, c, d] = [record(40, 1), record(0, 2), record(700, 3), record(5, 4)];
+  const stream = Buffer.concat([head, a, b, c, d]);
+  // Cuts: inside a's 16-byte header (byte 8: its length not yet known), just
+  // after b's header (a zero-length record), inside c's data.
+  const cuts = [24 + 8, 24 + 56 + 16, 24 + 56 + 16 + 300, stream.length];
+  const chunks: Buffer[] = [];
+  let from = 0;
+  for (const cut of cuts) {
+    chunks.push(Buffer.from(stream.subarray(from, cut)));
+    from = cut;
+  }
+  const { framer, out, bytes } = await frame(chunks);
+  assert.deepEqual(bytes, stream);
+  assert.equal(framer.packets, 4);
+  assert.equal(framer.pendingBytes, 0);
+  // Each written piece is whole records: header, a, b, then c, then d.
+  assert.deepEqual(
+    out.map((o) => o.length),
+    [24, 56, 16, 716, 21],
+  );
+});
+
+test('the packet limit stops inside a chunk, after a record that was put together', async () => {
+  const stream = Buffer.concat([buildGlobalHeader(1), record(30, 1), record(30, 2), record(30, 3)]);
+  let limits = 0;
+  const framer = new PcapFramer({ maxPackets: 2, onLimit: () => limits++ });
+  const out: Buffer[] = [];
+  framer.on('data', (c: Buffer) => out.push(c));
+  // The first record arrives in two pieces; the rest in one chunk.
+  framer.write(stream.subarray(0, 24 + 20));
+  framer.write(stream.subarray(24 + 20));
+  framer.end();
+  await new Promise((r) => framer.once('end', r));
+  assert.equal(framer.packets, 2);
+  assert.equal(limits, 1);
+  assert.equal(Buffer.concat(out).length, 24 + 46 * 2);
+});
+
+test('an implausible record length is an error even when its header arrives in pieces', async () => {
+  const bad = record(10, 1);
+  bad.writeUInt32LE(100 * 1024 * 1024, 8);
+  const stream = Buffer.concat([buildGlobalHeader(1), bad]);
+  await assert.rejects(
+    frame([stream.subarray(0, 30), stream.subarray(30)]),
+    (e: unknown) => e instanceof KubedumpError && e.code === 'PCAP_FORMAT',
+  );
+});
