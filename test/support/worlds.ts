@@ -1,4 +1,4 @@
-import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../emulator/index.ts';
@@ -45,7 +45,13 @@ export async function openWorld(name: World['name']): Promise<World> {
 export function wiresharkHome(kubeconfig: string): { dir: string; env: NodeJS.ProcessEnv } {
   const dir = mkdtempSync(join(tmpdir(), 'kubedump-wireshark-'));
   mkdirSync(join(dir, 'extcap'));
-  copyFileSync(BUILT, join(dir, 'extcap', 'kubedump'));
+  // A hard link where the file system allows it: a copy is 110 MB.
+  const installed = join(dir, 'extcap', 'kubedump');
+  try {
+    linkSync(BUILT, installed);
+  } catch {
+    copyFileSync(BUILT, installed);
+  }
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     WIRESHARK_CONFIG_DIR: dir,
