@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchDiscovery, benchTshark } from './discovery.ts';
-import { log, NODE, REAL_KUBECONFIG, ROOT, rows, table, waitExit } from './lib.ts';
+import { kubectl, log, NODE, REAL_KUBECONFIG, ROOT, rows, run, table, waitExit } from './lib.ts';
 import { benchLoad } from './load.ts';
 import { benchThroughput } from './throughput.ts';
 import { benchTtfp } from './ttfp.ts';
@@ -80,6 +80,20 @@ try {
   if (only.has('5')) await benchTtfp(REAL_KUBECONFIG, runs);
 } finally {
   await emulator.stop();
+  // The real cluster stays up, as the tests find it: without the binaries
+  // the rows kept in web (--keep-binary).
+  await run(
+    kubectl(REAL_KUBECONFIG, [
+      'exec',
+      '-n',
+      'demo',
+      'web',
+      '--',
+      'sh',
+      '-c',
+      'rm -rf /tmp/.kubedump-keep-*',
+    ]),
+  );
 }
 
 const minutes = ((performance.now() - started) / 60_000).toFixed(1);
