@@ -1,6 +1,6 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
-import type { CaptureModeName, CaptureRequest } from './request.ts';
+import type { CaptureRequest, PlacementName } from './request.ts';
 import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
 
@@ -48,6 +48,6 @@ export interface Placement {
 }
 
 export interface CaptureMode {
-  name: CaptureModeName;
+  name: PlacementName;
   prepare(ctx: ModeContext): Promise<Placement>;
 }
