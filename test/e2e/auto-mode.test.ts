@@ -136,6 +136,25 @@ describe('auto mode and kubedump doctor (real cluster)', () => {
     });
   }
 
+  test('the doctor table for people: every check, each mode, what auto takes', async (t) => {
+    const ran = await run([BUILT, 'doctor', 'distroless', '-n', 'demo'], {
+      env: home.env,
+      timeoutMs: 60_000,
+    });
+    assert.equal(ran.code, 0, ran.stderr);
+    t.diagnostic(ran.stdout);
+    const lines = ran.stdout.split('\n');
+    assert.match(lines[0] as string, /^pod demo\/distroless, container server, node \S+$/);
+    assert.ok(
+      lines.some((l) =>
+        /^shell in the container +fail +container "server" has no \/bin\/sh/.test(l),
+      ),
+      ran.stdout,
+    );
+    assert.ok(lines.includes('  ephemeral     can capture'), ran.stdout);
+    assert.match(ran.stdout, /\nauto takes: ephemeral\n$/);
+  });
+
   test('restricted identity on distroless: doctor exits 1, the capture is one line naming every blocker', async () => {
     const found = await doctor('distroless', '--context', 'local-restricted');
     assert.equal(found.code, 1);
