@@ -34,6 +34,7 @@ export const ERROR_CODES = [
   'NOT_FOUND_REMOTE',
   'NO_CLUSTER',
   'NO_CONTAINER_ID',
+  'NO_MODE',
   'NO_NODE',
   'NO_PODS',
   'NO_SHELL',

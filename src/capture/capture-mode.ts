@@ -1,7 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { CreatedRecord } from './created-record.ts';
-import type { CaptureModeName, CaptureRequest } from './request.ts';
+import type { CaptureRequest, PlacementName } from './request.ts';
 import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
 
@@ -51,6 +51,6 @@ export interface Placement {
 }
 
 export interface CaptureMode {
-  name: CaptureModeName;
+  name: PlacementName;
   prepare(ctx: ModeContext): Promise<Placement>;
 }

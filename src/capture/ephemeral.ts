@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
+import type { V1EphemeralContainer } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { addEphemeralContainer, waitForEphemeralContainer } from '../kube/ephemeral.ts';
-import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
+import type { CaptureMode, ModeContext, Placement, TargetContainer } from './capture-mode.ts';
 import { HELPER_IDLE_SECONDS } from './helper-spec.ts';
 import { optionRow } from './options.ts';
 import { helperMainArgv } from './remote-scripts.ts';
+import type { CaptureRequest } from './request.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Ephemeral mode: a container of the helper image joins the target pod
@@ -20,6 +22,41 @@ const DEFAULT_TIMEOUT_S = optionRow('helperTimeout').default as number;
 /** The heartbeat file in the ephemeral container's own filesystem. */
 const HEARTBEAT = '/tmp/kubedump-heartbeat';
 
+/** The ephemeral container kubedump adds (preflight asks the server about this very one). */
+export function ephemeralContainer(
+  name: string,
+  target: TargetContainer,
+  request: Pick<CaptureRequest, 'helperImage'>,
+): V1EphemeralContainer {
+  return {
+    name,
+    image: request.helperImage,
+    imagePullPolicy: 'IfNotPresent',
+    command: helperMainArgv(HEARTBEAT, HELPER_IDLE_SECONDS),
+    // The target container's process namespace when it is shared.
+    targetContainerName: target.container,
+    // tcpdump needs NET_RAW, which the runtime gives root by default: a
+    // pod that makes its containers non-root gets this one back to root.
+    // Nothing beyond that is asked for.
+    ...(target.nonRootPod && { securityContext: { runAsUser: 0, runAsNonRoot: false } }),
+    stdin: false,
+    tty: false,
+  };
+}
+
+/** One clear line for an ephemeral container the server refused. */
+export function ephemeralFailure(error: unknown, target: TargetContainer): unknown {
+  // Before Kubernetes 1.23 an ephemeral container may not set its own user.
+  if (error instanceof KubedumpError && /securityContext.*cannot be set/i.test(error.message)) {
+    return new KubedumpError(
+      'EPHEMERAL_NONROOT',
+      `pod ${target.namespace}/${target.pod} runs its containers as a non-root user, and this cluster does not let an ephemeral container run as root`,
+      { hint: 'use privileged mode (-p), or Kubernetes 1.23+', cause: error },
+    );
+  }
+  return error;
+}
+
 export const ephemeralMode: CaptureMode = {
   name: 'ephemeral',
   async prepare(ctx: ModeContext): Promise<Placement> {
@@ -31,30 +68,9 @@ export const ephemeralMode: CaptureMode = {
     const name = `kubedump-${randomBytes(4).toString('hex')}`;
     const started = Date.now();
     try {
-      await addEphemeralContainer(kc, pod, {
-        name,
-        image: request.helperImage,
-        imagePullPolicy: 'IfNotPresent',
-        command: helperMainArgv(HEARTBEAT, HELPER_IDLE_SECONDS),
-        // The target container's process namespace when it is shared.
-        targetContainerName: target.container,
-        // tcpdump needs NET_RAW, which the runtime gives root by default: a
-        // pod that makes its containers non-root gets this one back to root.
-        // Nothing beyond that is asked for.
-        ...(target.nonRootPod && { securityContext: { runAsUser: 0, runAsNonRoot: false } }),
-        stdin: false,
-        tty: false,
-      });
+      await addEphemeralContainer(kc, pod, ephemeralContainer(name, target, request));
     } catch (error) {
-      // Before Kubernetes 1.23 an ephemeral container may not set its own user.
-      if (error instanceof KubedumpError && /securityContext.*cannot be set/i.test(error.message)) {
-        throw new KubedumpError(
-          'EPHEMERAL_NONROOT',
-          `pod ${pod.namespace}/${pod.name} runs its containers as a non-root user, and this cluster does not let an ephemeral container run as root`,
-          { hint: 'use privileged mode (-p), or Kubernetes 1.23+', cause: error },
-        );
-      }
-      throw error;
+      throw ephemeralFailure(error, target);
     }
     log.info('ephemeral container added', { pod: `${pod.namespace}/${pod.name}`, name });
     try {

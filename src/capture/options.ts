@@ -223,10 +223,10 @@ export const OPTIONS: readonly OptionRow[] = [
     key: 'mode',
     kind: 'choice',
     choices: CAPTURE_MODES,
-    default: 'unprivileged',
+    default: 'auto',
     label: 'mode',
     group: 'Capture',
-    help: 'where tcpdump runs: in the container, in an ephemeral container of the pod, or in a helper pod on the node',
+    help: 'where tcpdump runs: in the container, in an ephemeral container of the pod, or in a helper pod on the node; auto: the first of these that can (see kubedump doctor)',
     cli: { flag: 'mode', alias: 'm' },
     shorthand: { flag: 'privileged', alias: 'p', means: 'privileged' },
     dialog: {
@@ -234,8 +234,9 @@ export const OPTIONS: readonly OptionRow[] = [
       display: 'Mode',
       type: 'radio',
       tooltip:
-        'unprivileged: tcpdump runs in the container; ephemeral: in an ephemeral container of the pod; privileged: in a helper pod on its node',
+        'auto: the cheapest way that works for the pod (checked first); unprivileged: tcpdump runs in the container; ephemeral: in an ephemeral container of the pod; privileged: in a helper pod on its node',
       values: [
+        { value: 'auto', display: 'Auto (default)', means: 'auto' },
         {
           value: 'unprivileged',
           display: 'Unprivileged (tcpdump in the container)',

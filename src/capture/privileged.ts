@@ -10,7 +10,7 @@ import {
   waitUntilRunning,
 } from '../kube/helper-pod.ts';
 import type { Logger } from '../log.ts';
-import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
+import type { CaptureMode, ModeContext, Placement, TargetContainer } from './capture-mode.ts';
 import {
   abandonedBecause,
   HELPER_CONTAINER,
@@ -19,6 +19,7 @@ import {
   helperName,
   helperPodSpec,
   isKubedumpHelper,
+  SESSION_ANNOTATION,
 } from './helper-spec.ts';
 import { optionRow } from './options.ts';
 import { netnsGuardPrefix } from './remote-scripts.ts';
@@ -49,11 +50,12 @@ export const privilegedMode: CaptureMode = {
         hint: 'wait until it is scheduled and runs',
       });
     }
-    const namespace = request.helperNamespace || target.namespace;
+    const pod = helperPodFor(target, request);
+    const namespace = pod.metadata?.namespace as string;
     const sweeping = withinBudget(sweepAbandoned(kc, namespace, log), SWEEP_BUDGET_MS);
 
-    const helper: PodRef = { namespace, name: helperName(target.pod) };
-    const session = `${hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`;
+    const helper: PodRef = { namespace, name: pod.metadata?.name as string };
+    const session = pod.metadata?.annotations?.[SESSION_ANNOTATION] as string;
     // Registered before the create call: a create that times out on our side
     // may still have happened on the server's. Deleting a missing pod is fine.
     let removing: Promise<void> | undefined;
@@ -67,18 +69,7 @@ export const privilegedMode: CaptureMode = {
     ctx.record?.helperCreated({ ...helper, session });
     const started = Date.now();
     try {
-      await createPod(
-        kc,
-        namespace,
-        helperPodSpec({
-          ...helper,
-          nodeName: target.nodeName,
-          image: request.helperImage,
-          session,
-          target: `${target.namespace}/${target.pod}`,
-          startTimeoutSeconds: request.helperTimeout ?? DEFAULT_HELPER_TIMEOUT_S,
-        }),
-      );
+      await createPod(kc, namespace, pod);
     } catch (error) {
       throw creationFailure(error, namespace);
     }
@@ -121,6 +112,22 @@ export const privilegedMode: CaptureMode = {
     };
   },
 };
+
+/** The helper pod for a target, exactly as a privileged capture creates it (preflight asks about this one). */
+export function helperPodFor(
+  target: TargetContainer,
+  request: Pick<CaptureRequest, 'helperNamespace' | 'helperImage' | 'helperTimeout'>,
+): V1Pod {
+  return helperPodSpec({
+    namespace: request.helperNamespace || target.namespace,
+    name: helperName(target.pod),
+    nodeName: target.nodeName ?? '',
+    image: request.helperImage,
+    session: `${hostname()}/${process.pid}/${randomBytes(4).toString('hex')}`,
+    target: `${target.namespace}/${target.pod}`,
+    startTimeoutSeconds: request.helperTimeout ?? DEFAULT_HELPER_TIMEOUT_S,
+  });
+}
 
 function withinBudget(work: Promise<unknown>, ms: number): Promise<void> {
   return new Promise((resolve) => {

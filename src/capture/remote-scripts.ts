@@ -131,6 +131,64 @@ export function extractArgv(size: number, dir: string, name: string, tar: boolea
   return ['sh', '-c', EXTRACT, 'sh', String(size), dir, name, tar ? 'yes' : 'no'];
 }
 
+// -------- The preflight's look into a container: can tcpdump run in it as it is?
+
+// $1 tag (random), then the candidate directories. One line: its user, its
+// effective capabilities (what a process it starts keeps), its architecture,
+// whether tar exists, and the first directory where a private directory can
+// be made and a file executed there (removed at once), or "-".
+const CONTAINER_LOOK = `tag=$1; shift
+u=-; c=-
+while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null
+arch=$(uname -m 2>/dev/null); arch=\${arch:--}
+if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
+w=-
+for d in "$@"; do
+  [ -d "$d" ] && [ -w "$d" ] || continue
+  p="\${d%/}/.kubedump-$tag"; mkdir -m 700 "$p" 2>/dev/null || continue
+  if printf '#!/bin/sh\\nexit 0\\n' >"$p/probe" 2>/dev/null && chmod 700 "$p/probe" 2>/dev/null && "$p/probe" 2>/dev/null; then w=$d; fi
+  rm -rf "$p" 2>/dev/null
+  [ "$w" = - ] || break
+done
+echo "look $u $c $arch $tar $w"`;
+
+export function containerLookArgv(tag: string): string[] {
+  return ['sh', '-c', CONTAINER_LOOK, 'sh', tag, ...UPLOAD_DIRS];
+}
+
+export interface ContainerLook {
+  /** undefined when /proc/self/status could not be read. */
+  uid: number | undefined;
+  /** The effective capability set, as /proc/self/status prints it (hex). */
+  capEff: bigint | undefined;
+  arch: string | undefined;
+  hasTar: boolean;
+  /** Where an upload could go, or undefined when nowhere. */
+  uploadDir: string | undefined;
+}
+
+/** CAP_NET_RAW, the capability packet capture needs. */
+export const CAP_NET_RAW = 13n;
+
+export function parseContainerLook(output: string): ContainerLook | undefined {
+  const m = /^look (\d+|-) ([0-9a-fA-F]{1,16}|-) (\S+) (yes|no) (\S+)$/m.exec(output);
+  if (!m) return undefined;
+  const dir = m[5] as string;
+  return {
+    uid: m[1] === '-' ? undefined : Number(m[1]),
+    capEff: m[2] === '-' ? undefined : BigInt(`0x${m[2]}`),
+    arch: m[3] === '-' ? undefined : m[3],
+    hasTar: m[4] === 'yes',
+    uploadDir: UPLOAD_DIRS.includes(dir) ? dir : undefined,
+  };
+}
+
+/** May a process the container starts capture packets? undefined when unknown. */
+export function canCapturePackets(look: ContainerLook): boolean | undefined {
+  if (look.capEff === undefined) return look.uid === undefined ? undefined : look.uid === 0;
+  return ((look.capEff >> CAP_NET_RAW) & 1n) === 1n;
+}
+
 /** The uploaded file's name carries its hash, so versions never collide. */
 export function binaryName(sha256: string): string {
   return `kubedump-tcpdump-${sha256.slice(0, 12)}`;

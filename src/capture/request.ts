@@ -22,7 +22,7 @@ export interface CaptureRequest {
   maxPackets: number;
   /** 0: no limit. */
   maxSeconds: number;
-  /** Where tcpdump runs. */
+  /** Where tcpdump runs; auto: the cheapest mode the preflight finds able to. */
   mode: CaptureModeName;
   helperNamespace?: string | undefined;
   helperImage: string;
@@ -38,7 +38,11 @@ export interface CaptureRequest {
 export const CAPTURE_FORMATS = ['auto', 'pcap', 'pcapng'] as const;
 export type CaptureFormat = (typeof CAPTURE_FORMATS)[number];
 
-export const CAPTURE_MODES = ['unprivileged', 'ephemeral', 'privileged'] as const;
+/** Where tcpdump can run, cheapest first: auto tries them in this order. */
+export const PLACEMENTS = ['unprivileged', 'ephemeral', 'privileged'] as const;
+export type PlacementName = (typeof PLACEMENTS)[number];
+
+export const CAPTURE_MODES = ['auto', ...PLACEMENTS] as const;
 export type CaptureModeName = (typeof CAPTURE_MODES)[number];
 
 export const PID_LOOKUPS = ['auto', 'runtime', 'cgroup'] as const;

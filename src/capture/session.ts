@@ -8,13 +8,11 @@ import { PcapFramer } from '../pcap/framer.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
 import type { CreatedRecord } from './created-record.ts';
-import { MODES } from './mode-registry.ts';
+import { startTcpdump } from './mode-start.ts';
 import { validateRequest } from './options.ts';
-import { RemoteTcpdump } from './remote-tcpdump.ts';
 import type { CaptureRequest } from './request.ts';
-import { StopClock } from './stop-clock.ts';
+import { disposeWithin, StopClock } from './stop-clock.ts';
 import { podDeleted, resolveTarget } from './target.ts';
-import { tcpdumpArgv } from './tcpdump-command.ts';
 
 // One capture: resolve the target, let the mode place tcpdump, stream its
 // pcap output as whole records into the sink, and on any stop undo exactly
@@ -71,11 +69,11 @@ async function capture(
   const namespace = request.namespace || contextNamespace(kc);
   const ref = { namespace, pod: request.pod, container: request.container };
   const { target, notices } = await resolveTarget(kc, ref, signal);
-  for (const line of notices) {
+  const notice = (line: string) => {
     log.warn(line);
     hooks.onNotice?.(line);
-  }
-  const mode = MODES[request.mode];
+  };
+  for (const line of notices) notice(line);
 
   const clock = new StopClock();
   const stopping = new AbortController();
@@ -104,15 +102,7 @@ async function capture(
       nodeArchitecture: () =>
         target.nodeName ? nodeArchitecture(kc, target.nodeName) : Promise.resolve(undefined),
     };
-    const placement = await mode.prepare(ctx);
-    stopping.signal.throwIfAborted();
-    const { binary, where } = placement;
-    const { iface, filter, snaplen } = request;
-    const argv = tcpdumpArgv({ binary, iface, filter, snaplen });
-    const remote = cleanup.use(
-      await RemoteTcpdump.start(kc, placement, argv, { log, signal: stopping.signal, clock }),
-    );
-    log.info('capture started', { where, protocol: remote.protocol, argv });
+    const { mode, placement, remote } = await startTcpdump(ctx, notice);
 
     if (request.maxSeconds > 0) {
       const timer = setTimeout(() => stop('limit'), request.maxSeconds * 1000);
@@ -143,7 +133,7 @@ async function capture(
       const gotHeader = framer.header !== undefined;
       if (endedBadly({ result, gotHeader })) {
         const podGone = await podDeleted(kc, placement.exec);
-        throw endingError({ result, gotHeader, where, mode: mode.name, podGone });
+        throw endingError({ result, gotHeader, where: placement.where, mode, podGone });
       }
       stop('remote-ended');
     }
@@ -171,21 +161,6 @@ export async function finishOutput(
     sink.write(buildGlobalHeader(linktype, request.snaplen || 262144));
   }
   await new Promise<void>((resolve) => sink.end(resolve));
-}
-
-async function disposeWithin(stack: AsyncDisposableStack, ms: number, log: Logger) {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<void>((resolve) => {
-    timer = setTimeout(() => {
-      log.warn('cleanup exceeded its budget', { ms });
-      resolve();
-    }, ms);
-  });
-  await Promise.race([
-    stack.disposeAsync().catch((error) => log.warn('cleanup failed', { error })),
-    deadline,
-  ]);
-  clearTimeout(timer);
 }
 
 function isClosedOutput(error: unknown): boolean {

@@ -1,4 +1,5 @@
 import { KubedumpError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 
 // One deadline for a capture's whole stop: fixed when the stop comes (or
 // when cleanup starts after a failure), and every cleanup step gets what
@@ -40,4 +41,20 @@ export function orStop<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> 
     signal.addEventListener('abort', onAbort, { once: true });
     promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
+}
+
+/** Disposes the stack, waiting at most `ms` (a step past the deadline is logged, not awaited). */
+export async function disposeWithin(stack: AsyncDisposableStack, ms: number, log: Logger) {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      log.warn('cleanup exceeded its budget', { ms });
+      resolve();
+    }, ms);
+  });
+  await Promise.race([
+    stack.disposeAsync().catch((error) => log.warn('cleanup failed', { error })),
+    deadline,
+  ]);
+  clearTimeout(timer);
 }

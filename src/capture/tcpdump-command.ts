@@ -1,6 +1,6 @@
 import { KubedumpError } from '../errors.ts';
 import { PID_MARKER } from './remote-scripts.ts';
-import type { CaptureModeName } from './request.ts';
+import type { PlacementName } from './request.ts';
 
 // The remote tcpdump command line and what its failures mean. The filter is
 // always one argv element after `--`: it never passes through a shell.
@@ -45,7 +45,7 @@ export function tcpdumpFailure(
   stderr: string,
   exitCode: number | null,
   where: string,
-  mode: CaptureModeName,
+  mode: PlacementName,
 ): KubedumpError {
   const lines = stderr
     .split('\n')

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { pack } from 'tar-stream';
 import { KubedumpError } from '../errors.ts';
-import { type ExecOptions, execCollect } from '../kube/exec.ts';
+import { type ExecOptions, type ExecResult, execCollect } from '../kube/exec.ts';
 import type { Logger } from '../log.ts';
 import { type Arch, archFromNode, tcpdumpBinary, tcpdumpManifest } from '../tcpdump/index.ts';
 import {
@@ -32,6 +32,12 @@ export function describeTarget(target: ExecTarget): string {
   return `pod ${target.namespace}/${target.pod}${target.container ? ` container ${target.container}` : ''}`;
 }
 
+/** Did an exec of `sh` fail because the container has none (distroless)? */
+export function lacksShell(result: Pick<ExecResult, 'exitCode' | 'message' | 'stderr'>): boolean {
+  const why = `${result.message ?? ''} ${result.stderr}`;
+  return /no such file|not found|executable file/i.test(why) || result.exitCode === 127;
+}
+
 export async function probeContainer(
   kc: KubeConfig,
   target: ExecTarget,
@@ -45,7 +51,7 @@ export async function probeContainer(
   const probe = parseProbe(result.stdout.toString('utf8'));
   if (!probe) {
     const why = `${result.message ?? ''} ${result.stderr}`.trim();
-    if (/no such file|not found|executable file/i.test(why) || result.exitCode === 127) {
+    if (lacksShell(result)) {
       throw new KubedumpError(
         'NO_SHELL',
         `${describeTarget(target)} has no /bin/sh, so tcpdump cannot be uploaded`,

@@ -16,7 +16,7 @@ import { fdStream } from './fd-output.ts';
 // `kubedump capture POD [expression..]`: its options are the rows of the
 // options table, plus where the packets go (-w).
 
-function yargsOption(row: OptionRow): Options {
+export function yargsOption(row: OptionRow): Options {
   // Counts are text to yargs: the table's parser checks them and can then say
   // what the user typed ("many"), where yargs' number type would make it NaN.
   const option: Options = { type: row.kind === 'flag' ? 'boolean' : 'string' };

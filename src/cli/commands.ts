@@ -3,9 +3,10 @@ import yargs from 'yargs';
 import { errorLine, KubedumpError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import { captureCommand, captureOptions } from './capture.ts';
+import { doctorCommand, doctorOptions } from './doctor.ts';
 
 // The command-line face: `kubedump capture POD ...` for terminals and scripts
-// (`-w - | tshark -r -`), plus cleanup, install, uninstall and version.
+// (`-w - | tshark -r -`), plus doctor, cleanup, install, uninstall and version.
 
 /**
  * A filter is free text and may start with "-" (`-f "-w x"`), which yargs
@@ -53,6 +54,12 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       'capture the packets of a pod, or of several as one pcapng (stdout or a file)',
       (y) => captureOptions(y),
       (args) => run(captureCommand(args, signal)),
+    )
+    .command(
+      'doctor [pod]',
+      'check which capture modes can capture a pod, and which one auto takes',
+      (y) => doctorOptions(y),
+      (args) => run(doctorCommand(args, signal, (text) => process.stdout.write(text))),
     )
     .command(
       'cleanup',

@@ -16,14 +16,23 @@ import { watchUntil } from './watch.ts';
 // `EphemeralContainers` kind of 1.16-1.21 (read, append, replace). They can
 // never be removed; their process must end by itself.
 
-/** Adds `container` to the pod's ephemeral containers. */
+/** Which API shape the server spoke: 1.16-1.21's EphemeralContainers kind, or 1.22+'s Pod. */
+export type EphemeralShape = 'legacy' | 'pod';
+
+/**
+ * Adds `container` to the pod's ephemeral containers. With `dryRun` the
+ * server admits and validates the change (Pod Security, webhooks, the
+ * version's own rules) but stores nothing: no container is added.
+ */
 export async function addEphemeralContainer(
   kc: KubeConfig,
   pod: PodRef,
   container: V1EphemeralContainer,
-): Promise<void> {
+  options: { dryRun?: boolean } = {},
+): Promise<EphemeralShape> {
   const what = `add an ephemeral container to pod ${pod.namespace}/${pod.name}`;
   const path = `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods/${encodeURIComponent(pod.name)}/ephemeralcontainers`;
+  const write = options.dryRun ? `${path}?dryRun=All` : path;
   // The subresource says which shape it speaks: 1.16-1.21 answer with the
   // EphemeralContainers kind (read, append, replace); 1.22+ with the Pod.
   const current = await apiJson(kc, 'GET', path);
@@ -38,18 +47,18 @@ export async function addEphemeralContainer(
   }
   if (current.status < 300 && (current.body as { kind?: string }).kind === 'EphemeralContainers') {
     const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
-    const replaced = await apiJson(kc, 'PUT', path, {
+    const replaced = await apiJson(kc, 'PUT', write, {
       body: { ...legacy, ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container] },
     });
-    if (replaced.status < 300) return;
+    if (replaced.status < 300) return 'legacy';
     throw statusError(replaced, what);
   }
   // A user may patch without being allowed to read: the patch decides.
-  const patched = await apiJson(kc, 'PATCH', path, {
+  const patched = await apiJson(kc, 'PATCH', write, {
     contentType: 'application/strategic-merge-patch+json',
     body: { spec: { ephemeralContainers: [container] } },
   });
-  if (patched.status < 300) return;
+  if (patched.status < 300) return 'pod';
   throw statusError(patched, what);
 }
 

@@ -31,10 +31,20 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-export async function createPod(kc: KubeConfig, namespace: string, body: V1Pod): Promise<V1Pod> {
+/** Creates the pod; with `dryRun` the server admits and validates it but stores nothing. */
+export async function createPod(
+  kc: KubeConfig,
+  namespace: string,
+  body: V1Pod,
+  options: { dryRun?: boolean } = {},
+): Promise<V1Pod> {
   const api = kc.makeApiClient(CoreV1Api);
   try {
-    return await api.createNamespacedPod({ namespace, body });
+    return await api.createNamespacedPod({
+      namespace,
+      body,
+      ...(options.dryRun && { dryRun: 'All' }),
+    });
   } catch (error) {
     throw apiError(error, `create pod ${namespace}/${body.metadata?.name ?? ''}`);
   }

@@ -159,6 +159,19 @@ export async function requireLinux(kc: KubeConfig, target: ResolvedContainer): P
   }
 }
 
+/** The node's OS and CPU architecture, or undefined when nodes can't be read. */
+export async function nodeFacts(
+  kc: KubeConfig,
+  nodeName: string,
+): Promise<{ os: string | undefined; arch: string | undefined } | undefined> {
+  const node = await readNodeOnce(kc, nodeName);
+  if (!node) return undefined;
+  return {
+    os: node.metadata?.labels?.['kubernetes.io/os'] ?? node.status?.nodeInfo?.operatingSystem,
+    arch: node.status?.nodeInfo?.architecture || undefined,
+  };
+}
+
 /** The node's CPU architecture, or undefined when nodes can't be read. */
 export async function nodeArchitecture(
   kc: KubeConfig,

@@ -161,7 +161,9 @@ for (const mode of ['unprivileged', 'privileged'] as const) {
           'web',
           '-n',
           NS,
-          ...(mode === 'privileged' ? ['-p', '--pid-lookup', 'cgroup'] : []),
+          ...(mode === 'privileged'
+            ? ['-p', '--pid-lookup', 'cgroup']
+            : ['--mode', 'unprivileged']),
           '--max-packets',
           '3',
           '--kubeconfig',

@@ -63,7 +63,7 @@ for (const worldName of ['real', 'emulated'] as const) {
         [
           'bash',
           '-c',
-          '"$1" capture web -n demo --max-packets 20 -w - | tshark -r - -Y http.request -T fields -e http.request.method',
+          '"$1" capture web -n demo --mode unprivileged --max-packets 20 -w - | tshark -r - -Y http.request -T fields -e http.request.method',
           'sh',
           BUILT,
         ],
@@ -84,6 +84,8 @@ for (const worldName of ['real', 'emulated'] as const) {
             'web',
             '-n',
             'demo',
+            '--mode',
+            'unprivileged',
             '--max-packets',
             '2',
             '--keep-binary',
@@ -140,10 +142,23 @@ for (const worldName of ['real', 'emulated'] as const) {
 
     test('errors are one clear line and leave nothing behind', async () => {
       const capture = (...args: string[]) =>
-        run([BUILT, 'capture', ...args, '--max-packets', '1', '-w', join(home.dir, 'err.pcap')], {
-          env: home.env,
-          timeoutMs: 60_000,
-        });
+        run(
+          [
+            BUILT,
+            'capture',
+            ...args,
+            '--mode',
+            'unprivileged',
+            '--max-packets',
+            '1',
+            '-w',
+            join(home.dir, 'err.pcap'),
+          ],
+          {
+            env: home.env,
+            timeoutMs: 60_000,
+          },
+        );
       const cases: [string[], RegExp][] = [
         [['distroless', '-n', 'demo'], /privileged mode/],
         [['nonroot', '-n', 'demo'], /privileged mode/],

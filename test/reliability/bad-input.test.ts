@@ -305,7 +305,7 @@ describe('filter strings with shell syntax, both modes, on the emulated cluster'
             'web',
             '-n',
             'demo',
-            ...(mode === 'privileged' ? ['-p'] : []),
+            ...(mode === 'privileged' ? ['-p'] : ['--mode', 'unprivileged']),
             '-f',
             filter,
             '--max-seconds',

@@ -176,7 +176,7 @@ describe('faults on the emulated cluster', () => {
             'web',
             '-n',
             'demo',
-            ...(mode === 'privileged' ? ['-p'] : []),
+            ...(mode === 'privileged' ? ['-p'] : ['--mode', 'unprivileged']),
             '-w',
             out,
           ],

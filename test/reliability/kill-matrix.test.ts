@@ -236,7 +236,7 @@ describe('kill matrix on the emulated cluster', () => {
                 'web',
                 '-n',
                 'demo',
-                ...(mode === 'privileged' ? ['-p'] : []),
+                ...(mode === 'privileged' ? ['-p'] : ['--mode', 'unprivileged']),
                 ...(phase === 'pending' ? ['--helper-timeout', String(PENDING_WAIT_S)] : []),
                 ...(filter ? ['-f', filter] : []),
                 '--log-level',
@@ -369,7 +369,20 @@ describe('kill matrix on the emulated cluster', () => {
       const log = join(dir, `${signal}-debian.log`);
       const out = join(dir, `${signal}-debian.pcap`);
       const bg = background(
-        ['capture', 'debian', '-n', 'demo', '--log-level', 'debug', '--log-file', log, '-w', out],
+        [
+          'capture',
+          'debian',
+          '-n',
+          'demo',
+          '--mode',
+          'unprivileged',
+          '--log-level',
+          'debug',
+          '--log-file',
+          log,
+          '-w',
+          out,
+        ],
         home.env,
       );
       try {

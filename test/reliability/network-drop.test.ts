@@ -114,6 +114,8 @@ describe('a host-network pod on the emulated cluster', () => {
         'hostnet',
         '-n',
         'demo',
+        '--mode',
+        'unprivileged',
         '--max-seconds',
         '2',
         '--log-level',

@@ -76,7 +76,9 @@ describe('secrets and the log on the real cluster', () => {
           'web',
           '-n',
           'demo',
-          ...(mode === 'privileged' ? ['-p', '--pid-lookup', 'cgroup'] : []),
+          ...(mode === 'privileged'
+            ? ['-p', '--pid-lookup', 'cgroup']
+            : ['--mode', 'unprivileged']),
           '--max-packets',
           '5',
           '--log-level',

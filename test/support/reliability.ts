@@ -185,13 +185,16 @@ export function countPcapRecords(data: Buffer): number {
   return n;
 }
 
-/** The one line an error must be: no stack trace, one line (tshark's root warning aside). */
+/**
+ * The one line an error must be: no stack trace, one line (tshark's root
+ * warning and auto's line naming the mode it took, a notice, aside).
+ */
 export function oneLine(stderr: string): string {
   assert.doesNotMatch(stderr, /\bat .*\.(ts|js|cjs|mjs):\d+|^\s+at /m, 'no stack trace');
   const lines = stderr
     .trim()
     .split('\n')
-    .filter((l) => l && !/^Running as user "root"/.test(l));
+    .filter((l) => l && !/^Running as user "root"|^kubedump: mode: \S+ for /.test(l));
   assert.equal(lines.length, 1, `expected one line, got: ${stderr}`);
   return lines[0] as string;
 }
@@ -359,7 +362,7 @@ async function restartHeld(kubeconfig: string): Promise<void> {
   );
 }
 
-/** `capture POD -n demo [-p] [--max-packets N] --log-level L --log-file LOG -w OUT`, as tests run it. */
+/** `capture POD -n demo -p|--mode unprivileged [--max-packets N] --log-level L --log-file LOG -w OUT`, as tests run it. */
 export function captureArgs(
   pod: string,
   options: { out: string; log: string; level?: string; privileged?: boolean; maxPackets?: number },
@@ -369,7 +372,7 @@ export function captureArgs(
     pod,
     '-n',
     'demo',
-    ...(options.privileged ? ['-p'] : []),
+    ...(options.privileged ? ['-p'] : ['--mode', 'unprivileged']),
     ...(options.maxPackets ? ['--max-packets', String(options.maxPackets)] : []),
     ...['--log-level', options.level ?? 'debug', '--log-file', options.log],
     ...['-w', options.out],

@@ -1,0 +1,88 @@
+import { errorLine, KubedumpError } from '../errors.ts';
+import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
+import { chooseMode, modeLine, nothingCanCapture } from './mode-pick.ts';
+import { MODES } from './mode-registry.ts';
+import { preflight } from './preflight.ts';
+import { RemoteTcpdump } from './remote-tcpdump.ts';
+import type { PlacementName } from './request.ts';
+import { disposeWithin, StopClock } from './stop-clock.ts';
+import { tcpdumpArgv } from './tcpdump-command.ts';
+
+// Starts tcpdump in the mode the request names, or with auto in the cheapest
+// mode the preflight finds able to capture. A mode that passed the preflight
+// but fails at its start (an image that will not pull, a webhook that only
+// refuses the real request) is undone first, then the next one is tried.
+
+export interface Started {
+  mode: PlacementName;
+  placement: Placement;
+  remote: RemoteTcpdump;
+}
+
+/** Failures no other mode would fix: the next one is not tried. */
+const FINAL = new Set([
+  'ABORTED',
+  'CLUSTER_UNREACHABLE',
+  'UNAUTHORIZED',
+  'POD_NOT_FOUND',
+  'POD_DELETED',
+]);
+
+export async function startTcpdump(
+  ctx: ModeContext,
+  notice: (line: string) => void,
+): Promise<Started> {
+  const { request, target, log } = ctx;
+  if (request.mode !== 'auto') return startIn(MODES[request.mode], ctx);
+  const checks = await preflight(ctx.kc, target, request, ctx.signal);
+  const { candidates, skipped } = chooseMode(checks);
+  const pod = `${target.namespace}/${target.pod}`;
+  const first = candidates[0];
+  // The choice is the capture's first line; the checks behind it follow.
+  if (first) notice(modeLine(first, pod, skipped));
+  log.debug('preflight', { checks });
+  if (!first) throw nothingCanCapture(checks, target);
+  for (const [i, name] of candidates.entries()) {
+    // Each attempt undoes its own work, on its own clock: a failed one must
+    // not spend the capture's stop budget. A stop starts both.
+    const attempt = new AsyncDisposableStack();
+    const clock = new StopClock();
+    const startClock = () => clock.start();
+    ctx.signal.addEventListener('abort', startClock, { once: true });
+    try {
+      const started = await startIn(MODES[name], { ...ctx, cleanup: attempt, clock });
+      ctx.cleanup.use(attempt);
+      return started;
+    } catch (error) {
+      const next = candidates[i + 1];
+      if (!next || ctx.signal.aborted || !fallsThrough(error)) {
+        ctx.cleanup.use(attempt);
+        throw error;
+      }
+      ctx.signal.removeEventListener('abort', startClock);
+      log.warn('mode failed at its start', { mode: name, error });
+      await disposeWithin(attempt, clock.remainingMs(), log);
+      skipped.push({ mode: name, why: `failed at its start: ${errorLine(error)}` });
+      notice(modeLine(next, pod, skipped));
+    }
+  }
+  throw new Error('unreachable: the last candidate either starts or throws');
+}
+
+function fallsThrough(error: unknown): boolean {
+  return error instanceof KubedumpError && !FINAL.has(error.code);
+}
+
+async function startIn(mode: CaptureMode, ctx: ModeContext): Promise<Started> {
+  const { kc, request, log, signal, clock } = ctx;
+  const placement = await mode.prepare(ctx);
+  signal.throwIfAborted();
+  const { binary, where } = placement;
+  const { iface, filter, snaplen } = request;
+  const argv = tcpdumpArgv({ binary, iface, filter, snaplen });
+  const remote = ctx.cleanup.use(
+    await RemoteTcpdump.start(kc, placement, argv, { log, signal, clock }),
+  );
+  log.info('capture started', { mode: mode.name, where, protocol: remote.protocol, argv });
+  return { mode: mode.name, placement, remote };
+}
