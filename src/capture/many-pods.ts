@@ -94,16 +94,26 @@ async function captureMany(
     { maxPackets: request.maxPackets, onLimit: () => stopAll('limit') },
   );
   output.addNames(names);
+  const named = new Set(names.map((n) => n.address));
   let failures: { failed: number; started: number; first?: unknown };
   try {
     const watch = 'selector' in query ? query.selector : undefined;
-    const capture = (pod: V1Pod, stop: AbortSignal) =>
-      capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
+    const capture = (pod: V1Pod, stop: AbortSignal) => {
+      // A pod that joined later is named too, from its own record on.
+      const ips = (pod.status?.podIPs ?? []).map((a) => a.ip).filter((ip) => !named.has(ip));
+      if (ips.length) {
+        output.addNames(
+          ips.map((address) => ({ address, names: [`${pod.metadata?.name}.${namespace}`] })),
+        );
+        for (const ip of ips) named.add(ip);
+      }
+      return capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
         if (ended.failure !== undefined) {
           notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
         }
         return ended;
       });
+    };
     const run = { watch, max: request.maxPods, log };
     failures = await runPods(kc, namespace, pods, all.signal, capture, run);
   } finally {

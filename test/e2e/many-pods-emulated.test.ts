@@ -272,6 +272,27 @@ for (const mode of ['unprivileged', 'privileged'] as const) {
           const seen = packets.get(`demo/${name}`);
           assert.ok(seen && seen.last > deletedAt + 1.5, `${name}: no packet after the deletion`);
         }
+        // Every pod is named by its address, the one that joined too.
+        const named = await run(
+          [
+            'tshark',
+            '-r',
+            file,
+            '-N',
+            'n',
+            '-o',
+            'nameres.use_external_name_resolver:FALSE',
+            '-T',
+            'fields',
+            '-e',
+            'ip.src_host',
+          ],
+          { timeoutMs: 60_000 },
+        );
+        const sources = new Set(named.stdout.split('\n'));
+        for (const name of [names.containerd, names.docker, names.late]) {
+          assert.ok(sources.has(`${name}.demo`), `${name} is not named`);
+        }
         // The pod that joined starts after the others.
         const late = packets.get(`demo/${names.late}`);
         const early = packets.get(`demo/${names.containerd}`);
