@@ -94,16 +94,26 @@ async function captureMany(
     { maxPackets: request.maxPackets, onLimit: () => stopAll('limit') },
   );
   output.addNames(names);
+  const named = new Set(names.map((n) => n.address));
   let failures: { failed: number; started: number; first?: unknown };
   try {
     const watch = 'selector' in query ? query.selector : undefined;
-    const capture = (pod: V1Pod, stop: AbortSignal) =>
-      capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
+    const capture = (pod: V1Pod, stop: AbortSignal) => {
+      // A pod that joined later is named too, from its own record on.
+      const ips = (pod.status?.podIPs ?? []).map((a) => a.ip).filter((ip) => !named.has(ip));
+      if (ips.length) {
+        output.addNames(
+          ips.map((address) => ({ address, names: [`${pod.metadata?.name}.${namespace}`] })),
+        );
+        for (const ip of ips) named.add(ip);
+      }
+      return capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
         if (ended.failure !== undefined) {
           notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
         }
         return ended;
       });
+    };
     const run = { watch, max: request.maxPods, log };
     failures = await runPods(kc, namespace, pods, all.signal, capture, run);
   } finally {
@@ -147,9 +157,12 @@ async function findPods(
 
 /**
  * Captures every pod at once, and with a `watch` selector each pod that
- * starts later (scale-up, rollout), at most `max` in all. Without a watch it
- * ends when every pod's part has ended; with one, only when `signal` aborts,
- * unless every pod failed at its start (before its first packet).
+ * starts later (scale-up, rollout), at most `max` in all; a watched pod that
+ * is being deleted has its part stopped, with the deletion as the reason
+ * (privileged mode's tcpdump would otherwise outlive the pod, quiet, until
+ * the end). Without a watch it ends when every pod's part has ended; with
+ * one, only when `signal` aborts, unless every pod failed at its start
+ * (before its first packet).
  */
 async function runPods(
   kc: KubeConfig,
@@ -162,19 +175,34 @@ async function runPods(
   const failures: unknown[] = [];
   const running = new Set<Promise<void>>();
   const started = new Set<string>();
+  /** Each running part's own stop, by pod uid. */
+  const stops = new Map<string, AbortController>();
   let wake = () => {};
   signal.addEventListener('abort', () => wake(), { once: true });
+  const uidOf = (pod: V1Pod) => pod.metadata?.uid || pod.metadata?.name || '';
   const start = (pod: V1Pod) => {
-    const uid = pod.metadata?.uid || pod.metadata?.name || '';
+    const uid = uidOf(pod);
     if (started.has(uid) || signal.aborted || started.size >= max) return;
     if (started.size) log.info('pod joins the capture', { pod: pod.metadata?.name });
     started.add(uid);
-    const one = capture(pod, signal).then((ended) => {
+    const own = new AbortController();
+    const stopOwn = () => own.abort(signal.reason);
+    signal.addEventListener('abort', stopOwn, { once: true });
+    stops.set(uid, own);
+    const one = capture(pod, own.signal).then((ended) => {
+      signal.removeEventListener('abort', stopOwn);
+      stops.delete(uid);
       running.delete(one);
       if (ended.failure !== undefined && !ended.captured) failures.push(ended.failure);
     });
     running.add(one);
     wake();
+  };
+  const deleted = (pod: V1Pod) => {
+    const own = stops.get(uidOf(pod));
+    if (!own || own.signal.aborted) return;
+    log.info('pod deleted during the capture', { pod: pod.metadata?.name });
+    own.abort(podDeletedError(namespace, pod));
   };
   for (const pod of pods) start(pod);
   if (watch !== undefined) {
@@ -182,7 +210,10 @@ async function runPods(
       kc,
       namespace,
       watch,
-      (pod) => isRunning(pod) && start(pod),
+      (pod) => {
+        if (pod.metadata?.deletionTimestamp) deleted(pod);
+        else if (isRunning(pod)) start(pod);
+      },
       (error) => log.warn('pod watch failed; it starts again', { error }),
       signal,
     );
@@ -233,11 +264,14 @@ async function capturePod(
   let failure: unknown;
   try {
     await runCapture(podRequest, converter, signal, { ...hooks, onProgress: undefined });
+    // Stopped alone (the pod is being deleted): that is why its part ended.
+    if (signal.reason instanceof KubedumpError) throw signal.reason;
   } catch (error) {
     failure = error;
-    const comment = `kubedump: not captured: ${errorLine(error)}`;
-    if (converter.header) output.addNames([], `${iface.name}: ${comment}`);
-    else {
+    if (converter.header) {
+      output.addNames([], `${iface.name}: kubedump: capture ended: ${errorLine(error)}`);
+    } else {
+      const comment = `kubedump: not captured: ${errorLine(error)}`;
       // An interface with no packets, whose comment says why.
       const linktype = request.iface === 'any' ? LINKTYPE_LINUX_SLL : LINKTYPE_ETHERNET;
       output.addInterface({ ...iface, linktype, snaplen: request.snaplen || 262144, comment });
@@ -247,6 +281,14 @@ async function capturePod(
   if (!converter.writableEnded) converter.end();
   await merged.catch(() => {});
   return { failure, captured };
+}
+
+function podDeletedError(namespace: string, pod: V1Pod): KubedumpError {
+  return new KubedumpError(
+    'POD_DELETED',
+    `pod ${namespace}/${pod.metadata?.name} was deleted during the capture`,
+    { hint: 'the output holds what arrived before' },
+  );
 }
 
 /** `if_description`: where the pod runs and what it is. */

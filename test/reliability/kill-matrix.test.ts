@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -39,7 +39,8 @@ import { wiresharkHome } from '../support/worlds.ts';
 // the hostPID helper, the host's). Every cell proves it reached its phase before
 // the signal. SIGTERM is Wireshark's stop (extcap into a fifo), SIGINT a
 // terminal's Ctrl-C (CLI into a file), SIGKILL a crash (CLI into a file).
-// Helper pod Pending exists only in privileged mode: 27 cells.
+// Helper pod Pending exists only in privileged mode: 27 cells. Then a Debian
+// target and two pods in one pcapng, capturing, under each signal.
 
 const SIGNALS = ['SIGTERM', 'SIGINT', 'SIGKILL'] as const;
 const PHASES = ['connecting', 'uploading', 'pending', 'idle', 'load'] as const;
@@ -53,6 +54,24 @@ const HELPER_LABEL = 'app.kubernetes.io/managed-by';
 const PENDING_WAIT_S = 5;
 /** A helper must end by itself this soon after its client died, whatever killed it. */
 const HELPER_LIFETIME_AFTER_CLIENT_MS = 60_000;
+
+/**
+ * A copy of a pcapng file cut after its last whole block: SIGKILL may stop a
+ * write between two pages, so only the last block may be cut, never one before.
+ */
+function wholePcapngBlocks(file: string): string {
+  const data = readFileSync(file);
+  let at = 0;
+  while (at + 12 <= data.length) {
+    const next = at + data.readUInt32LE(at + 4);
+    if (next <= at || next > data.length) break;
+    at = next;
+  }
+  assert.ok(at > 0, `${file}: no whole pcapng block`);
+  assert.ok(data.length - at < 16 + 262144 + 32, 'more than one block is missing');
+  writeFileSync(`${file}.whole`, data.subarray(0, at));
+  return `${file}.whole`;
+}
 
 describe('kill matrix on the emulated cluster', () => {
   let emulator: Emulator;
@@ -415,6 +434,142 @@ describe('kill matrix on the emulated cluster', () => {
       }
     });
   }
+
+  // Several pods in one capture (web on node-a, client on node-b): one stop
+  // ends every pod's tcpdump, helper and upload within the one-pod budget.
+  const MANY = ['web', 'client'];
+  for (const mode of MODES) {
+    for (const signal of SIGNALS) {
+      test(`${signal} × capturing under load × ${mode}, two pods in one pcapng`, async () => {
+        cells++;
+        const name = `${signal}-many-${mode}`;
+        const log = join(dir, `${name}.log`);
+        const out = join(dir, `${name}.pcapng`);
+        const load = startLoad(8);
+        const uploadsBefore = await manyUploads();
+        let bg: Background & { save?: (file: string) => Promise<number> };
+        const common = ['--log-level', 'debug', '--log-file', log];
+        if (signal === 'SIGTERM') {
+          bg = extcapIntoFifo(
+            dir,
+            [
+              '--extcap-interface',
+              'kubedump',
+              '--namespace',
+              'demo',
+              '--pod',
+              MANY.join(','),
+              '--mode',
+              mode,
+              ...common,
+            ],
+            home.env,
+          );
+        } else {
+          bg = background(
+            [
+              'capture',
+              MANY.join(','),
+              '-n',
+              'demo',
+              ...(mode === 'privileged' ? ['-p'] : []),
+              ...common,
+              '-w',
+              out,
+            ],
+            home.env,
+          );
+        }
+        try {
+          const listeners = () =>
+            readLog(log).filter((e) => /listening on/.test(String(e.line ?? ''))).length;
+          await until('every pod’s tcpdump to listen', () => listeners() >= MANY.length, 30_000);
+          await sleep(1500);
+          const remote = () => manyTcpdumps(log, mode);
+          assert.equal(
+            new Set(
+              remote()
+                .filter(tcpdumpRuns)
+                .map((t) => `${t.pidNs} ${t.pid}`),
+            ).size,
+            MANY.length,
+            'one remote tcpdump runs per pod',
+          );
+          const present = ownHelpers();
+          assert.equal(present.length, mode === 'privileged' ? MANY.length : 0, 'helper pods');
+          const sent = performance.now();
+          bg.child.kill(signal);
+          const end = await bg.exited;
+          const ms = end.at - sent;
+          if (signal === 'SIGKILL') {
+            assert.equal(end.signal, 'SIGKILL');
+            killed.helpers.push(...present.map((p) => ({ name: p.metadata.name, at: Date.now() })));
+            killed.pids.push(...remote());
+            if (mode === 'unprivileged') {
+              // Nobody cleans up: each pod's watchdog ends its tcpdump, then the upload goes.
+              await untilTcpdumpsEnd(remote(), 20_000);
+              await until(
+                'every upload of the killed run to remove itself',
+                async () => (await manyUploads()).every((f) => uploadsBefore.includes(f)),
+                15_000,
+              );
+            }
+          } else {
+            exitTimes.push(ms);
+            assert.ok(ms < 2000, `exit took ${Math.round(ms)} ms`);
+            assert.equal(end.code, 0, `exit code ${end.code}: ${bg.stderr()}`);
+            assert.equal(bg.stderr().trim(), '', 'a stop is not an error');
+            await until('no helper pod', () => ownHelpers().length === 0, 3000);
+            await untilTcpdumpsEnd(remote(), 5000);
+            const left = (await manyUploads()).filter((f) => !uploadsBefore.includes(f));
+            assert.deepEqual(left, [], 'an uploaded tcpdump is still there');
+          }
+          if (bg.save) await bg.save(out);
+          // Every pod's packets, in a file tshark reads (after SIGKILL: its whole blocks).
+          const file = signal === 'SIGKILL' ? wholePcapngBlocks(out) : out;
+          const names = await run(
+            ['tshark', '-r', file, '-T', 'fields', '-e', 'frame.interface_name'],
+            { timeoutMs: 60_000 },
+          );
+          assert.equal(names.code, 0, names.stderr);
+          assert.doesNotMatch(names.stderr, /cut short|damaged|isn't a capture file/i);
+          assert.deepEqual(
+            [...new Set(names.stdout.split('\n').filter(Boolean))].sort(),
+            MANY.map((p) => `demo/${p}`).sort(),
+            'packets of every pod',
+          );
+        } finally {
+          if (bg.child.exitCode === null && bg.child.signalCode === null) bg.child.kill('SIGKILL');
+          load.kill('SIGKILL');
+        }
+      });
+    }
+  }
+
+  /** Uploads in the pods of the several-pods cells. */
+  const manyUploads = async () =>
+    (
+      await Promise.all(
+        MANY.map(async (p) => (await uploadedFiles(emulator.kubeconfigPath, 'demo', p)) ?? []),
+      )
+    ).flat();
+  /** The remote tcpdumps a several-pods run's log names, in whichever pod's PID namespace. */
+  const pidNamespaces = new Map<string, string>();
+  function manyTcpdumps(log: string, mode: (typeof MODES)[number]): RemoteTcpdump[] {
+    if (mode === 'privileged') return remoteTcpdumps(log, { privileged: true });
+    return MANY.flatMap((pod) =>
+      remoteTcpdumps(log, {
+        privileged: false,
+        pidNs: pidNamespaces.get(pod) as string,
+        pod,
+      }),
+    );
+  }
+  before(async () => {
+    for (const pod of MANY) {
+      pidNamespaces.set(pod, await podPidNamespace(emulator.kubeconfigPath, 'demo', pod));
+    }
+  });
 
   test('after SIGKILL every running helper ends by itself within 60 s; the next run sweeps them all; no tcpdump is left', async () => {
     cells++;
