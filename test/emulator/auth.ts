@@ -5,6 +5,7 @@ export const TOKENS: Record<string, string> = {
   'kdemu-admin-token': 'admin',
   'kdemu-restricted-token': 'restricted',
   'kdemu-nopatch-token': 'nopatch',
+  'kdemu-ephemeral-token': 'ephemeral',
 };
 
 export function tokenOf(user: string): string {
@@ -36,6 +37,14 @@ const RULES: Record<string, Rule[]> = {
   nopatch: [
     { resources: ['pods'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
     { resources: ['pods/exec'], verbs: ['get', 'create'] },
+    { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
+  ],
+  // scripts/rbac/kubedump-ephemeral.yaml: add an ephemeral container and exec into it, no
+  // pod creation.
+  ephemeral: [
+    { resources: ['pods'], verbs: ['get', 'list', 'watch'] },
+    { resources: ['pods/ephemeralcontainers'], verbs: ['patch', 'get', 'update'] },
+    { resources: ['pods/exec'], verbs: ['create', 'get'] },
     { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
   ],
 };

@@ -15,11 +15,15 @@ import { baseWorld, demoPods } from './world.ts';
 
 export { checkClean, sweep } from './cleanup.ts';
 export type { FaultSettings, RequestMatch, StreamKind } from './faults.ts';
+export { ENFORCE_LABEL } from './podsecurity.ts';
 export type { Pod, PodInput } from './types.ts';
-export { IMAGES, NODES } from './world.ts';
+export { IMAGES, NODES, POD_SECURITY_NAMESPACES } from './world.ts';
 
 export interface EmulatorOptions {
-  /** Start web, client, distroless, nonroot and debian in namespace demo (default true). */
+  /**
+   * Start web, client, distroless, nonroot and debian in namespace demo, and the pods of the
+   * namespaces baseline and restricted (default true; world.ts lists them).
+   */
   demoPods?: boolean;
   /** Unbacked Running pods to add at start (e.g. 5000). */
   bulkPods?: number;
@@ -58,7 +62,7 @@ export interface Emulator {
   kubeconfigPath: string;
   /** PEM of the CA that signed the server certificate. */
   ca: string;
-  tokens: { admin: string; restricted: string; nopatch: string };
+  tokens: { admin: string; restricted: string; nopatch: string; ephemeral: string };
   slot: number;
   api: EmulatorApi;
   close(): Promise<void>;
@@ -156,6 +160,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       admin: tokenFor('admin'),
       restricted: tokenFor('restricted'),
       nopatch: tokenFor('nopatch'),
+      ephemeral: tokenFor('ephemeral'),
     },
     slot: slot.n,
     api,

@@ -1,5 +1,5 @@
-// A kubeconfig for the emulator: one cluster, users `admin`, `restricted` and `nopatch`, a
-// context for each (`emu`, `emu-restricted`, `emu-nopatch`).
+// A kubeconfig for the emulator: one cluster, users `admin`, `restricted`, `nopatch` and
+// `ephemeral`, a context for each (`emu`, `emu-restricted`, `emu-nopatch`, `emu-ephemeral`).
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { tokenOf } from './auth.ts';
@@ -17,6 +17,7 @@ export async function writeKubeconfig(url: string, ca: string, dir?: string): Pr
       { name: 'admin', user: { token: tokenOf('admin') } },
       { name: 'restricted', user: { token: tokenOf('restricted') } },
       { name: 'nopatch', user: { token: tokenOf('nopatch') } },
+      { name: 'ephemeral', user: { token: tokenOf('ephemeral') } },
     ],
     contexts: [
       { name: 'emu', context: { cluster: 'emu', user: 'admin', namespace: 'demo' } },
@@ -25,6 +26,10 @@ export async function writeKubeconfig(url: string, ca: string, dir?: string): Pr
         context: { cluster: 'emu', user: 'restricted', namespace: 'demo' },
       },
       { name: 'emu-nopatch', context: { cluster: 'emu', user: 'nopatch', namespace: 'demo' } },
+      {
+        name: 'emu-ephemeral',
+        context: { cluster: 'emu', user: 'ephemeral', namespace: 'demo' },
+      },
     ],
     'current-context': 'emu',
     preferences: {},
