@@ -1,7 +1,7 @@
 // startEmulator(): an emulated Kubernetes API server with pods backed by runc on this machine.
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { TOKENS } from './auth.ts';
+import { grant, type Rule, TOKENS } from './auth.ts';
 import { checkClean, sweepSlot } from './cleanup.ts';
 import { Cluster } from './cluster.ts';
 import { V4, V5 } from './exec.ts';
@@ -13,6 +13,7 @@ import { serverTls } from './tls.ts';
 import type { Pod, PodInput } from './types.ts';
 import { baseWorld, demoPods } from './world.ts';
 
+export type { Rule } from './auth.ts';
 export { checkClean, sweep } from './cleanup.ts';
 export type { FaultSettings, RequestMatch, StreamKind } from './faults.ts';
 export { ENFORCE_LABEL } from './podsecurity.ts';
@@ -46,6 +47,8 @@ export interface EmulatorApi {
   removePod(namespace: string, name: string, gracePeriodSeconds?: number): Promise<void>;
   addUnbackedPods(count: number, namespaces?: string[]): void;
   addNamespace(name: string, labels?: Record<string, string>): void;
+  /** An identity bound to exactly these rules; returns a kubeconfig path that uses it. */
+  addIdentity(user: string, rules: Rule[], dir: string): Promise<string>;
   getPod(namespace: string, name: string): Pod | undefined;
   /** Host PID of a backed container's init process. */
   containerPid(namespace: string, name: string, container?: string): number | undefined;
@@ -132,6 +135,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     addNamespace(name, labels) {
       cluster.addNamespace(name, labels);
     },
+    addIdentity: (user, rules, dir) =>
+      writeKubeconfig(srv.url, tls.ca, dir, { user, token: grant(user, rules) }),
     getPod: (namespace, name) => cluster.pods.find(namespace, name),
     containerPid(namespace, name, container) {
       const p = cluster.pods.find(namespace, name);
