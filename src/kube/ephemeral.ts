@@ -7,7 +7,7 @@ import {
   type V1Pod,
 } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
-import { apiError } from './api-errors.ts';
+import { apiError, forbiddenError, refusedPermission } from './api-errors.ts';
 import type { PodRef } from './pods.ts';
 import { watchUntil } from './watch.ts';
 
@@ -58,8 +58,23 @@ export async function addEphemeralContainer(
     contentType: 'application/strategic-merge-patch+json',
     body: { spec: { ephemeralContainers: [container] } },
   });
-  if (patched.status < 300) return 'pod';
-  throw statusError(patched, what);
+  // A server of the old shape does not take the Pod-shaped patch: the read
+  // it refused was needed after all, and is what to ask for.
+  const refusedRead = current.status === 403 ? current : undefined;
+  if (patched.status >= 300)
+    throw statusError(patched.status === 403 ? patched : (refusedRead ?? patched), what);
+  const answer = patched.body as {
+    spec?: { ephemeralContainers?: { name?: string }[] };
+    ephemeralContainers?: { name?: string }[];
+  };
+  const listed = answer?.spec?.ephemeralContainers ?? answer?.ephemeralContainers ?? [];
+  if (listed.some((c) => c.name === container.name)) return 'pod';
+  if (refusedRead) throw statusError(refusedRead, what);
+  throw new KubedumpError(
+    'API_ERROR',
+    `${what}: the API server accepted the patch but does not list the container`,
+    { hint: 'check the API server' },
+  );
 }
 
 /** Waits until the ephemeral container runs; fails in one line when it ends or cannot start. */
@@ -135,7 +150,23 @@ export async function waitForEphemeralContainer(
         if (state === 'running') finish();
         else if (state instanceof KubedumpError) finish(state);
       },
-      () => {}, // it starts again; the start timeout bounds the wait
+      (error) => {
+        // A refused watch does not heal by itself; anything else starts
+        // again, and the start timeout bounds the wait.
+        const code = (error as { statusCode?: number })?.statusCode;
+        if (code === 403) {
+          finish(
+            new KubedumpError(
+              'FORBIDDEN',
+              `${what}: forbidden: may not "watch pods" in namespace "${pod.namespace}"`,
+              {
+                hint: `ask for the RBAC permission "watch pods" in namespace ${pod.namespace}, or use another context`,
+              },
+            ),
+          );
+        } else if (code === 401)
+          finish(apiError({ code: 401 }, `watch pod ${pod.namespace}/${pod.name}`));
+      },
       stop.signal,
     );
   });
@@ -148,6 +179,9 @@ interface JsonReply {
 
 function statusError(reply: JsonReply, what: string): KubedumpError {
   const status = reply.body as { message?: string; reason?: string };
+  // The server names the verb it refused (patch, or get and update before 1.22).
+  if (reply.status === 403 && status?.message && refusedPermission(status.message))
+    return forbiddenError(what, status.message);
   const code =
     reply.status === 403 ? 'FORBIDDEN' : reply.status === 401 ? 'UNAUTHORIZED' : 'API_ERROR';
   return new KubedumpError(code, `${what}: ${status?.message ?? `HTTP ${reply.status}`}`, {

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { allowed } from './auth.ts';
 import type { Cluster } from './cluster.ts';
 import { API_GROUPS, AUTHZ_GROUP, AUTHZ_V1, apiVersions, CORE_V1, VERSION } from './discovery.ts';
+import { patchPod } from './ephemeral.ts';
 import { matches } from './faults.ts';
 import {
   type FieldGetter,
@@ -12,10 +13,17 @@ import {
   parseLabelSelector,
   podFields,
 } from './selectors.ts';
-import { type AccessAttributes, ApiError, badRequest, failure, forbidden } from './status.ts';
+import {
+  type AccessAttributes,
+  ApiError,
+  alreadyExists,
+  badRequest,
+  failure,
+  forbidden,
+} from './status.ts';
 import type { Store } from './store.ts';
 import { toTable, wantsTable } from './table.ts';
-import type { KObject, PodInput } from './types.ts';
+import type { KObject, Pod, PodInput } from './types.ts';
 
 export interface Route extends Omit<AccessAttributes, 'user'> {
   /** Discovery and health: no authorization beyond authentication. */
@@ -324,7 +332,23 @@ export async function handle(
       return sendJson(res, 200, list(cluster, cluster.pods, 'Pod', ns, q, podFields, accept));
     if (r.verb === 'create' && ns) {
       const body = (await readBody(req)) as PodInput;
-      if (q.get('dryRun') === 'All') return sendJson(res, 201, body);
+      if (body.spec?.ephemeralContainers?.length) {
+        throw new ApiError(
+          failure(
+            422,
+            'Invalid',
+            `Pod "${body.metadata?.name ?? ''}" is invalid: spec.ephemeralContainers: Forbidden: cannot be set on create`,
+            { name: body.metadata?.name ?? '', kind: 'Pod' },
+          ),
+        );
+      }
+      if (q.get('dryRun') === 'All') {
+        // Validation and admission, nothing stored.
+        const pod = cluster.buildPod(ns, body, { admission: true });
+        if (cluster.pods.find(ns, pod.metadata.name))
+          throw alreadyExists('pods', pod.metadata.name);
+        return sendJson(res, 201, pod);
+      }
       return sendJson(res, 201, cluster.createPod(ns, body, { admission: true }));
     }
     if (r.name && ns) {
@@ -345,6 +369,43 @@ export async function handle(
     const pod = cluster.pods.get(ns, r.name);
     if (r.subresource === 'status' && r.verb === 'get') return sendJson(res, 200, pod);
     if (r.subresource === 'exec') throw badRequest('Upgrade request required');
+    if (r.subresource === 'ephemeralcontainers') {
+      const dryRun = q.get('dryRun') === 'All';
+      if (r.verb === 'get') return sendJson(res, 200, pod);
+      if (r.verb === 'patch') {
+        const patched = patchPod(pod, req.headers['content-type'] ?? '', await readBody(req));
+        return sendJson(
+          res,
+          200,
+          cluster.updateEphemeral(pod, patched.spec?.ephemeralContainers, dryRun),
+        );
+      }
+      if (r.verb === 'update') {
+        const body = (await readBody(req)) as Partial<Pod> & { kind?: string };
+        if (body.kind !== 'Pod') {
+          // What a 1.22+ server says to the 1.16-1.21 shape.
+          throw badRequest(
+            `Pod in version "v1" cannot be handled as a Pod: no kind "${body.kind ?? ''}" is registered for version "v1" in scheme "pkg/api/legacyscheme/scheme.go:30"`,
+          );
+        }
+        const rv = body.metadata?.resourceVersion;
+        if (rv && rv !== pod.metadata.resourceVersion) {
+          throw new ApiError(
+            failure(
+              409,
+              'Conflict',
+              `Operation cannot be fulfilled on pods "${pod.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
+              { name: pod.metadata.name, kind: 'pods' },
+            ),
+          );
+        }
+        return sendJson(
+          res,
+          200,
+          cluster.updateEphemeral(pod, body.spec?.ephemeralContainers, dryRun),
+        );
+      }
+    }
     if (r.subresource === 'log' && r.verb === 'get') {
       const container = q.get('container') ?? pod.spec.containers[0]?.name ?? '';
       const path = cluster.kubelet.logPath(pod, container);

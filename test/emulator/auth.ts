@@ -5,6 +5,7 @@ export const TOKENS: Record<string, string> = {
   'kdemu-admin-token': 'admin',
   'kdemu-restricted-token': 'restricted',
   'kdemu-nopatch-token': 'nopatch',
+  'kdemu-ephemeral-token': 'ephemeral',
 };
 
 export function tokenOf(user: string): string {
@@ -18,7 +19,7 @@ export function userFromHeader(authorization: string | undefined): string | unde
   return m?.[1] ? TOKENS[m[1]] : undefined;
 }
 
-interface Rule {
+export interface Rule {
   resources: string[];
   verbs: string[];
 }
@@ -38,7 +39,28 @@ const RULES: Record<string, Rule[]> = {
     { resources: ['pods/exec'], verbs: ['get', 'create'] },
     { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
   ],
+  // scripts/rbac/kubedump-ephemeral.yaml: add an ephemeral container and exec into it, no
+  // pod creation.
+  ephemeral: [
+    { resources: ['pods'], verbs: ['get'] },
+    { resources: ['pods'], verbs: ['watch'] },
+    { resources: ['pods/ephemeralcontainers'], verbs: ['patch'] },
+    { resources: ['pods/ephemeralcontainers'], verbs: ['get', 'update'] },
+    { resources: ['pods/exec'], verbs: ['create', 'get'] },
+    { resources: ['selfsubjectaccessreviews'], verbs: ['create'] },
+  ],
 };
+
+/**
+ * Adds (or replaces) an identity bound to exactly `rules` (core API group, every namespace) and
+ * returns its token. Identities live as long as the process, like the built-in ones.
+ */
+export function grant(user: string, rules: Rule[]): string {
+  const token = `kdemu-${user}-token`;
+  TOKENS[token] = user;
+  RULES[user] = structuredClone(rules);
+  return token;
+}
 
 export function allowed(a: AccessAttributes): boolean {
   const res = a.subresource ? `${a.resource}/${a.subresource}` : a.resource;

@@ -43,7 +43,8 @@ export class EmuClient {
     this.token = token;
   }
 
-  request(method: string, path: string, body?: unknown): Promise<Response> {
+  /** One JSON request; `contentType` for a body other than application/json (a patch). */
+  request(method: string, path: string, body?: unknown, contentType?: string): Promise<Response> {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : JSON.stringify(body);
       const req = httpsRequest(
@@ -56,7 +57,7 @@ export class EmuClient {
           headers: {
             Authorization: `Bearer ${this.token}`,
             Accept: 'application/json',
-            ...(data ? { 'Content-Type': 'application/json' } : {}),
+            ...(data ? { 'Content-Type': contentType ?? 'application/json' } : {}),
           },
         },
         (res) => {

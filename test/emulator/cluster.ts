@@ -1,12 +1,14 @@
 // Cluster state and the control-plane logic around it: pod defaults, admission, scheduling,
 // deletion with grace, and handing pods to the emulated kubelet.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { ephemeralUpdate } from './ephemeral.ts';
 import { defaultFaults, type FaultSettings, Streams } from './faults.ts';
+import { enforced, violations } from './podsecurity.ts';
 import type { Slot } from './runtime/host.ts';
 import { Kubelet, now, runtimeId } from './runtime/kubelet.ts';
 import { ApiError, failure, invalid, notFound, podSecurityForbidden } from './status.ts';
 import { Clock, Store } from './store.ts';
-import type { Namespace, Node, Pod, PodInput, Runtime } from './types.ts';
+import type { EphemeralContainer, Namespace, Node, Pod, PodInput, Runtime } from './types.ts';
 
 export interface NodeDef {
   name: string;
@@ -138,8 +140,11 @@ export class Cluster {
     });
   }
 
-  /** Applies defaults and admission, stores the pod and (if backed) starts its containers. */
-  createPod(namespace: string, input: PodInput, opts: CreateOptions = {}): Pod {
+  /**
+   * The pod a create would store: validated, admitted (Pod Security of the namespace, and with
+   * `admission` the faults) and defaulted. A server-side dry run stops here.
+   */
+  buildPod(namespace: string, input: PodInput, opts: CreateOptions = {}): Pod {
     if (!this.namespaces.find(undefined, namespace)) throw notFound('namespaces', namespace);
     const meta = input.metadata ?? {};
     let name = meta.name;
@@ -166,8 +171,9 @@ export class Cluster {
         }),
       );
     }
-    if (opts.admission) this.admit(name, spec);
-    const pod: Pod = {
+    if (opts.admission) this.admitFaults(name, spec);
+    this.admitPodSecurity(namespace, name, spec);
+    return {
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: {
@@ -196,6 +202,11 @@ export class Cluster {
       },
       status: { phase: 'Pending', qosClass: 'BestEffort' },
     };
+  }
+
+  /** Applies defaults and admission, stores the pod and (if backed) starts its containers. */
+  createPod(namespace: string, input: PodInput, opts: CreateOptions = {}): Pod {
+    const pod = this.buildPod(namespace, input, opts);
     const pending = opts.admission ? this.faults.keepPending : null;
     if (pending === 'Unschedulable') {
       this.unschedulable(pod);
@@ -230,7 +241,32 @@ export class Cluster {
     return pod;
   }
 
-  private admit(name: string, spec: Pod['spec']): void {
+  /**
+   * Replaces the pod's ephemeral containers with `next` (validation lets the list only grow),
+   * admits the result and starts the new ones. With `dryRun` nothing changes.
+   */
+  updateEphemeral(pod: Pod, next: EphemeralContainer[] | undefined, dryRun: boolean): Pod {
+    const list = ephemeralUpdate(pod, next);
+    const spec = { ...pod.spec, ephemeralContainers: list };
+    this.admitPodSecurity(pod.metadata.namespace ?? '', pod.metadata.name, spec);
+    if (dryRun) return { ...structuredClone(pod), spec: structuredClone(spec) };
+    const old = new Set((pod.spec.ephemeralContainers ?? []).map((c) => c.name));
+    const added = list.filter((c) => !old.has(c.name));
+    if (!added.length) return pod;
+    pod.spec.ephemeralContainers = list;
+    this.pods.touch(pod);
+    for (const c of added) void this.kubelet.startEphemeral(pod, c);
+    return pod;
+  }
+
+  /** Pod Security admission at the level the namespace enforces (none when unlabelled). */
+  private admitPodSecurity(namespace: string, name: string, spec: Pod['spec']): void {
+    const { level, version } = enforced(this.namespaces.find(undefined, namespace));
+    const failed = violations(level, spec);
+    if (failed.length) throw podSecurityForbidden(name, failed, `${level}:${version}`);
+  }
+
+  private admitFaults(name: string, spec: Pod['spec']): void {
     const mode = this.faults.rejectPrivileged;
     if (!mode) return;
     const privileged = spec.containers.filter((c) => c.securityContext?.privileged);
@@ -247,15 +283,8 @@ export class Cluster {
       }
       throw invalid(name, `spec.${hostNs[0]}`, 'disallowed by cluster policy');
     }
-    const violations: string[] = [];
-    if (privileged.length) {
-      const names = privileged.map((c) => `"${c.name}"`).join(', ');
-      const noun = privileged.length > 1 ? 'containers' : 'container';
-      violations.push(`privileged (${noun} ${names} must not set securityContext.privileged=true)`);
-    }
-    if (hostNs.length)
-      violations.push(`host namespaces (${hostNs.map((k) => `${k}=true`).join(', ')})`);
-    throw podSecurityForbidden(name, violations);
+    // As if the namespace enforced baseline.
+    throw podSecurityForbidden(name, violations('baseline', spec), 'baseline:latest');
   }
 
   private unschedulable(pod: Pod): void {

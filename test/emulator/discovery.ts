@@ -58,6 +58,13 @@ export const CORE_V1 = {
       kind: 'PodExecOptions',
       verbs: ['create', 'get'],
     },
+    {
+      name: 'pods/ephemeralcontainers',
+      singularName: '',
+      namespaced: true,
+      kind: 'Pod',
+      verbs: ['get', 'patch', 'update'],
+    },
     { name: 'pods/log', singularName: '', namespaced: true, kind: 'Pod', verbs: ['get'] },
     {
       name: 'pods/status',

@@ -48,7 +48,10 @@ export function parseExec(pod: Pod, q: URLSearchParams): ExecRequest {
     throw badRequest('you must specify at least 1 of stdin, stdout, stderr');
   }
   const name = q.get('container') ?? pod.spec.containers[0]?.name ?? '';
-  if (!pod.spec.containers.some((c) => c.name === name)) {
+  const names = [...pod.spec.containers, ...(pod.spec.ephemeralContainers ?? [])].map(
+    (c) => c.name,
+  );
+  if (!names.includes(name)) {
     throw badRequest(`container ${name} is not valid for pod ${pod.metadata.name}`);
   }
   return { pod, container: name, command, ...stdio, tty: flag('tty') };

@@ -1,7 +1,7 @@
 // startEmulator(): an emulated Kubernetes API server with pods backed by runc on this machine.
 import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { TOKENS } from './auth.ts';
+import { grant, type Rule, TOKENS } from './auth.ts';
 import { checkClean, sweepSlot } from './cleanup.ts';
 import { Cluster } from './cluster.ts';
 import { V4, V5 } from './exec.ts';
@@ -13,13 +13,18 @@ import { serverTls } from './tls.ts';
 import type { Pod, PodInput } from './types.ts';
 import { baseWorld, demoPods } from './world.ts';
 
+export type { Rule } from './auth.ts';
 export { checkClean, sweep } from './cleanup.ts';
 export type { FaultSettings, RequestMatch, StreamKind } from './faults.ts';
+export { ENFORCE_LABEL } from './podsecurity.ts';
 export type { Pod, PodInput } from './types.ts';
-export { IMAGES, NODES } from './world.ts';
+export { IMAGES, NODES, POD_SECURITY_NAMESPACES } from './world.ts';
 
 export interface EmulatorOptions {
-  /** Start web, client, distroless, nonroot and debian in namespace demo (default true). */
+  /**
+   * Start web, client, distroless, nonroot and debian in namespace demo, and the pods of the
+   * namespaces baseline and restricted (default true; world.ts lists them).
+   */
   demoPods?: boolean;
   /** Unbacked Running pods to add at start (e.g. 5000). */
   bulkPods?: number;
@@ -42,6 +47,8 @@ export interface EmulatorApi {
   removePod(namespace: string, name: string, gracePeriodSeconds?: number): Promise<void>;
   addUnbackedPods(count: number, namespaces?: string[]): void;
   addNamespace(name: string, labels?: Record<string, string>): void;
+  /** An identity bound to exactly these rules; returns a kubeconfig path that uses it. */
+  addIdentity(user: string, rules: Rule[], dir: string): Promise<string>;
   getPod(namespace: string, name: string): Pod | undefined;
   /** Host PID of a backed container's init process. */
   containerPid(namespace: string, name: string, container?: string): number | undefined;
@@ -58,7 +65,7 @@ export interface Emulator {
   kubeconfigPath: string;
   /** PEM of the CA that signed the server certificate. */
   ca: string;
-  tokens: { admin: string; restricted: string; nopatch: string };
+  tokens: { admin: string; restricted: string; nopatch: string; ephemeral: string };
   slot: number;
   api: EmulatorApi;
   close(): Promise<void>;
@@ -128,6 +135,8 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     addNamespace(name, labels) {
       cluster.addNamespace(name, labels);
     },
+    addIdentity: (user, rules, dir) =>
+      writeKubeconfig(srv.url, tls.ca, dir, { user, token: grant(user, rules) }),
     getPod: (namespace, name) => cluster.pods.find(namespace, name),
     containerPid(namespace, name, container) {
       const p = cluster.pods.find(namespace, name);
@@ -156,6 +165,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
       admin: tokenFor('admin'),
       restricted: tokenFor('restricted'),
       nopatch: tokenFor('nopatch'),
+      ephemeral: tokenFor('ephemeral'),
     },
     slot: slot.n,
     api,

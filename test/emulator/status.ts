@@ -82,17 +82,13 @@ export function forbidden(a: AccessAttributes): ApiError {
   return new ApiError(failure(403, 'Forbidden', message, details));
 }
 
-/** Pod Security admission's refusal of a privileged hostPID pod. */
-export function podSecurityForbidden(
-  name: string,
-  violations: string[],
-  level = 'baseline',
-): ApiError {
+/** Pod Security admission's refusal; `policy` is level:version, e.g. `baseline:latest`. */
+export function podSecurityForbidden(name: string, violations: string[], policy: string): ApiError {
   return new ApiError(
     failure(
       403,
       'Forbidden',
-      `pods "${name}" is forbidden: violates PodSecurity "${level}:latest": ${violations.join(', ')}`,
+      `pods "${name}" is forbidden: violates PodSecurity "${policy}": ${violations.join(', ')}`,
       { name, kind: 'pods' },
     ),
   );

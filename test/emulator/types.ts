@@ -26,6 +26,8 @@ export interface SecurityContext {
   runAsGroup?: number;
   runAsNonRoot?: boolean;
   capabilities?: { add?: string[]; drop?: string[] };
+  allowPrivilegeEscalation?: boolean;
+  seccompProfile?: { type: string; localhostProfile?: string };
   [key: string]: unknown;
 }
 
@@ -36,18 +38,39 @@ export interface Container {
   args?: string[];
   env?: { name: string; value?: string }[];
   workingDir?: string;
+  ports?: { containerPort: number; hostPort?: number; protocol?: string }[];
   securityContext?: SecurityContext;
+  [key: string]: unknown;
+}
+
+/** A container added to a running pod; it may name the container whose process namespace it joins. */
+export interface EphemeralContainer extends Container {
+  targetContainerName?: string;
+}
+
+export interface Volume {
+  name: string;
+  hostPath?: { path: string; type?: string };
   [key: string]: unknown;
 }
 
 export interface PodSpec {
   containers: Container[];
+  ephemeralContainers?: EphemeralContainer[];
+  volumes?: Volume[];
+  hostIPC?: boolean;
   nodeName?: string;
   hostPID?: boolean;
   hostNetwork?: boolean;
   restartPolicy?: string;
   terminationGracePeriodSeconds?: number;
-  securityContext?: { runAsUser?: number; runAsGroup?: number; [key: string]: unknown };
+  securityContext?: {
+    runAsUser?: number;
+    runAsGroup?: number;
+    runAsNonRoot?: boolean;
+    seccompProfile?: { type: string; localhostProfile?: string };
+    [key: string]: unknown;
+  };
   tolerations?: { key?: string; operator?: string; value?: string; effect?: string }[];
   [key: string]: unknown;
 }
@@ -81,6 +104,7 @@ export interface PodStatus {
   podIPs?: { ip: string }[];
   startTime?: string;
   containerStatuses?: ContainerStatus[];
+  ephemeralContainerStatuses?: ContainerStatus[];
   qosClass?: string;
 }
 

@@ -1,7 +1,7 @@
 import { copyFileSync, linkSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startEmulator } from '../emulator/index.ts';
+import { type Emulator, startEmulator } from '../emulator/index.ts';
 import { assertBuiltIsCurrent, BUILT } from './kubedump.ts';
 import { kubectl, type RunResult, realCluster } from './real-cluster.ts';
 
@@ -15,6 +15,8 @@ export interface World {
   kubeconfig: string;
   namespace: string;
   kubectl(args: readonly string[], input?: string): Promise<RunResult>;
+  /** The emulated world's emulator (its api: pods, identities, faults). */
+  emulator?: Emulator;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export async function openWorld(name: World['name']): Promise<World> {
     kubeconfig,
     namespace: 'demo',
     kubectl: (args, input) => kubectl(args, { kubeconfig, ...(input !== undefined && { input }) }),
+    emulator,
     close: () => emulator.close(),
   };
 }

@@ -351,6 +351,315 @@ describe('default world against the real kubectl', () => {
     assert.equal(p.state.waiting?.reason, 'ImagePullBackOff');
     await emu.api.removePod('demo', 'nosuchimage');
   });
+
+  const ecPath = (ns: string, pod: string) =>
+    `/api/v1/namespaces/${ns}/pods/${pod}/ephemeralcontainers`;
+  interface EcStatus {
+    name: string;
+    state: { running?: unknown; terminated?: { exitCode: number; reason: string } };
+  }
+  const ecStatus = (ns: string, pod: string, name: string) =>
+    (emu.api.getPod(ns, pod)?.status.ephemeralContainerStatuses ?? []).find(
+      (s) => s.name === name,
+    ) as EcStatus | undefined;
+
+  test('kubectl debug --target: root with NET_RAW in the pod network and the target PID namespace, then terminated for good', async () => {
+    const script =
+      'echo hi; id -u; grep CapEff /proc/self/status; tr "\\0" " " < /proc/1/cmdline; echo; ip -4 -o addr show eth0';
+    const r = await kubectl(emu, [
+      'debug',
+      'web',
+      '--image=busybox:1.36',
+      '--target=web',
+      '--',
+      'sh',
+      '-c',
+      script,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const name = /Defaulting debug container name to (debugger-\w+)/.exec(r.stdout)?.[1];
+    assert.ok(name, r.stdout);
+    await until(
+      'the debug container to end',
+      () => ecStatus('demo', 'web', name)?.state.terminated,
+    );
+    const state = await kubectl(emu, [
+      'get',
+      'pod',
+      'web',
+      '-o',
+      `jsonpath={.status.ephemeralContainerStatuses[?(@.name=="${name}")].state.terminated.reason}`,
+    ]);
+    assert.equal(state.stdout, 'Completed', state.stderr);
+    const logs = await kubectl(emu, ['logs', 'web', '-c', name]);
+    assert.equal(logs.code, 0, logs.stderr);
+    const [hi, uid, capLine, pid1, addr] = logs.stdout.trim().split('\n');
+    assert.equal(hi, 'hi');
+    assert.equal(uid, '0');
+    const eff = BigInt(`0x${/CapEff:\s+(\w+)/.exec(capLine ?? '')?.[1]}`);
+    assert.equal((eff >> 13n) & 1n, 1n, 'NET_RAW in the default set');
+    assert.equal((eff >> 21n) & 1n, 0n, 'no SYS_ADMIN');
+    // PID 1 is the target container's httpd: the debug container joined its PID namespace.
+    assert.match(pid1 ?? '', /httpd -f -p 80/);
+    assert.ok(addr?.includes(`inet ${emu.api.getPod('demo', 'web')?.status.podIP}/`), addr);
+    // Never restarted: it stays terminated, and the pod stays Running and ready.
+    await sleep(500);
+    assert.ok(ecStatus('demo', 'web', name)?.state.terminated);
+    assert.equal(emu.api.getPod('demo', 'web')?.status.phase, 'Running');
+  });
+
+  test('ephemeral containers only grow: changed or removed is 422, dry run changes nothing', async () => {
+    const add = (name: string, extra: Record<string, unknown> = {}) => ({
+      spec: {
+        ephemeralContainers: [{ name, image: 'busybox:1.36', command: ['sleep', '600'], ...extra }],
+      },
+    });
+    const smp = 'application/strategic-merge-patch+json';
+    const got = await admin.request('GET', ecPath('demo', 'client'));
+    assert.equal(got.status, 200);
+    assert.equal(got.body.kind, 'Pod');
+    const dry = await admin.request(
+      'PATCH',
+      `${ecPath('demo', 'client')}?dryRun=All`,
+      add('dry'),
+      smp,
+    );
+    assert.equal(dry.status, 200, dry.text);
+    assert.ok(dry.body.spec.ephemeralContainers.some((c: { name: string }) => c.name === 'dry'));
+    assert.equal(emu.api.getPod('demo', 'client')?.spec.ephemeralContainers, undefined);
+    const ok = await admin.request('PATCH', ecPath('demo', 'client'), add('keeper'), smp);
+    assert.equal(ok.status, 200, ok.text);
+    await until('keeper running', () => ecStatus('demo', 'client', 'keeper')?.state.running);
+    const changed = await admin.request(
+      'PATCH',
+      ecPath('demo', 'client'),
+      add('keeper', { image: 'busybox:latest' }),
+      smp,
+    );
+    assert.equal(changed.status, 422);
+    assert.match(
+      changed.body.message,
+      /^Pod "client" is invalid: spec\.ephemeralContainers: Forbidden: existing ephemeral containers "keeper" may not be changed/,
+    );
+    const removed = await admin.request(
+      'PATCH',
+      ecPath('demo', 'client'),
+      { spec: { ephemeralContainers: [] } },
+      'application/merge-patch+json',
+    );
+    assert.equal(removed.status, 422);
+    assert.match(removed.body.message, /existing ephemeral containers "keeper" may not be removed/);
+    const dup = await admin.request('PATCH', ecPath('demo', 'client'), add('client'), smp);
+    assert.equal(dup.status, 422);
+    assert.match(
+      dup.body.message,
+      /spec\.ephemeralContainers\[1\]\.name: Duplicate value: "client"/,
+    );
+    const badTarget = await admin.request(
+      'PATCH',
+      ecPath('demo', 'client'),
+      add('x', { targetContainerName: 'nope' }),
+      smp,
+    );
+    assert.match(badTarget.body.message, /targetContainerName: Not found: "nope"/);
+    const json = await admin.request(
+      'PATCH',
+      ecPath('demo', 'client'),
+      [
+        {
+          op: 'add',
+          path: '/spec/ephemeralContainers/-',
+          value: { name: 'second', image: 'busybox:1.36', command: ['true'] },
+        },
+      ],
+      'application/json-patch+json',
+    );
+    assert.equal(json.status, 200, json.text);
+    await until('second ended', () => ecStatus('demo', 'client', 'second')?.state.terminated);
+    // The 1.16-1.21 shape is not what a 1.31 server takes.
+    const legacy = await admin.request('PUT', ecPath('demo', 'client'), {
+      kind: 'EphemeralContainers',
+      apiVersion: 'v1',
+      metadata: { name: 'client', namespace: 'demo' },
+      ephemeralContainers: [],
+    });
+    assert.equal(legacy.status, 400);
+    assert.deepEqual(
+      emu.api.getPod('demo', 'client')?.spec.ephemeralContainers?.map((c) => c.name),
+      ['keeper', 'second'],
+    );
+    assert.ok(ecStatus('demo', 'client', 'keeper')?.state.running, 'keeper still runs');
+  });
+
+  test('RBAC: pods/ephemeralcontainers is granted to emu-ephemeral, refused to emu-restricted', async () => {
+    const can = async (ctx: string, verb: string) =>
+      (
+        await kubectl(emu, [
+          '--context',
+          ctx,
+          'auth',
+          'can-i',
+          verb,
+          'pods',
+          '--subresource=ephemeralcontainers',
+        ])
+      ).stdout.trim();
+    for (const verb of ['get', 'patch', 'update']) {
+      assert.equal(await can('emu-ephemeral', verb), 'yes', verb);
+      assert.equal(await can('emu-restricted', verb), 'no', verb);
+    }
+    assert.equal(
+      (
+        await kubectl(emu, ['--context', 'emu-ephemeral', 'auth', 'can-i', 'create', 'pods'])
+      ).stdout.trim(),
+      'no',
+    );
+    const refused = await kubectl(emu, [
+      '--context',
+      'emu-restricted',
+      'debug',
+      'nonroot',
+      '--image=busybox:1.36',
+      '--',
+      'true',
+    ]);
+    assert.notEqual(refused.code, 0);
+    assert.match(
+      refused.stderr,
+      /User "restricted" cannot patch resource "pods\/ephemeralcontainers" in API group "" in the namespace "demo"/,
+    );
+    assert.equal(emu.api.getPod('demo', 'nonroot')?.spec.ephemeralContainers, undefined);
+  });
+
+  test('Pod Security baseline: kubectl run --dry-run=server refuses a privileged pod, accepts a plain one', async () => {
+    const privileged = JSON.stringify({
+      spec: {
+        hostNetwork: true,
+        volumes: [{ name: 'root', hostPath: { path: '/' } }],
+        containers: [
+          {
+            name: 'p',
+            image: 'busybox:1.36',
+            securityContext: { privileged: true, capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } },
+          },
+        ],
+      },
+    });
+    const refused = await kubectl(emu, [
+      'run',
+      'p',
+      '-n',
+      'baseline',
+      '--image=busybox:1.36',
+      '--dry-run=server',
+      `--overrides=${privileged}`,
+    ]);
+    assert.equal(refused.code, 1);
+    assert.equal(
+      refused.stderr.trim(),
+      'Error from server (Forbidden): pods "p" is forbidden: violates PodSecurity "baseline:latest": non-default capabilities (container "p" must not include "NET_ADMIN", "NET_RAW" in securityContext.capabilities.add), host namespaces (hostNetwork=true), hostPath volumes (volume "root"), privileged (container "p" must not set securityContext.privileged=true)',
+    );
+    const plain = await kubectl(emu, [
+      'run',
+      'p',
+      '-n',
+      'baseline',
+      '--image=busybox:1.36',
+      '--dry-run=server',
+      '-o',
+      'name',
+    ]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal(plain.stdout.trim(), 'pod/p');
+    assert.equal(emu.api.getPod('baseline', 'p'), undefined, 'a dry run stores nothing');
+    // The same privileged pod is fine where no level is enforced.
+    const demo = await kubectl(emu, [
+      'run',
+      'p',
+      '-n',
+      'demo',
+      '--image=busybox:1.36',
+      '--dry-run=server',
+      `--overrides=${privileged}`,
+    ]);
+    assert.equal(demo.code, 0, demo.stderr);
+    const restricted = await kubectl(emu, [
+      'run',
+      'p',
+      '-n',
+      'restricted',
+      '--image=busybox:1.36',
+      '--dry-run=server',
+    ]);
+    assert.match(
+      restricted.stderr,
+      /violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false \(container "p" must set securityContext.allowPrivilegeEscalation=false\), unrestricted capabilities \(container "p" must set securityContext.capabilities.drop=\["ALL"\]\), runAsNonRoot != true \(pod or container "p" must set securityContext.runAsNonRoot=true\), seccompProfile \(pod or container "p" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"\)/,
+    );
+  });
+
+  test('Pod Security baseline checks ephemeral containers: privileged refused, root admitted (then refused by the pod runAsNonRoot)', async () => {
+    const smp = 'application/strategic-merge-patch+json';
+    const priv = await admin.request(
+      'PATCH',
+      ecPath('baseline', 'web'),
+      {
+        spec: {
+          ephemeralContainers: [
+            { name: 'priv', image: 'busybox:1.36', securityContext: { privileged: true } },
+          ],
+        },
+      },
+      smp,
+    );
+    assert.equal(priv.status, 403);
+    assert.equal(
+      priv.body.message,
+      'pods "web" is forbidden: violates PodSecurity "baseline:latest": privileged (container "priv" must not set securityContext.privileged=true)',
+    );
+    const r = await kubectl(emu, [
+      'debug',
+      '-n',
+      'baseline',
+      'locked',
+      '--image=busybox:1.36',
+      '--target=locked',
+      '--',
+      'id',
+      '-u',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const name = /Defaulting debug container name to (debugger-\w+)/.exec(r.stdout)?.[1] ?? '';
+    await until('ended', () => ecStatus('baseline', 'locked', name)?.state.terminated);
+    // The pod's runAsUser applies to it too.
+    const logs = await kubectl(emu, ['logs', '-n', 'baseline', 'locked', '-c', name]);
+    assert.equal(logs.stdout.trim(), '1000', logs.stderr);
+    const root = await admin.request(
+      'PATCH',
+      ecPath('baseline', 'locked'),
+      {
+        spec: {
+          ephemeralContainers: [
+            {
+              name: 'asroot',
+              image: 'busybox:1.36',
+              command: ['id', '-u'],
+              securityContext: { runAsUser: 0 },
+            },
+          ],
+        },
+      },
+      smp,
+    );
+    assert.equal(root.status, 200, root.text);
+    // runAsNonRoot of the pod still holds: the kubelet refuses user 0.
+    const st = await until('refused', () => {
+      const s = emu.api
+        .getPod('baseline', 'locked')
+        ?.status.ephemeralContainerStatuses?.find((x) => x.name === 'asroot');
+      return s?.state.waiting?.reason === 'CreateContainerConfigError' ? s : undefined;
+    });
+    assert.match(String(st.state.waiting?.message), /runAsUser breaks non-root policy/);
+  });
 });
 
 describe('5,000 pods, v4-only exec, faults', () => {
@@ -378,10 +687,11 @@ describe('5,000 pods, v4-only exec, faults', () => {
       pages++;
       cont = r.body.metadata.continue ?? '';
     } while (cont);
-    assert.equal(total, 5005);
+    // The bulk pods and the eight of the default world (demo, baseline, restricted).
+    assert.equal(total, 5008);
     assert.equal(pages, 11);
     const k = await kubectl(emu, ['get', 'pods', '-A', '--no-headers', '--chunk-size=500']);
-    assert.equal(k.stdout.trim().split('\n').length, 5005);
+    assert.equal(k.stdout.trim().split('\n').length, 5008);
   });
 
   test('selectors: label, spec.nodeName, status.phase, metadata.name', async () => {
@@ -481,7 +791,7 @@ describe('5,000 pods, v4-only exec, faults', () => {
     assert.equal(ps.status, 403);
     assert.equal(
       ps.body.message,
-      'pods "x" is forbidden: violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true), host namespaces (hostPID=true)',
+      'pods "x" is forbidden: violates PodSecurity "baseline:latest": host namespaces (hostPID=true), privileged (container "c" must not set securityContext.privileged=true)',
     );
     await emu.api.setFaults({ rejectPrivileged: 'invalid' });
     const inv = await admin.request('POST', '/api/v1/namespaces/demo/pods', body);
@@ -523,6 +833,23 @@ describe('cleanup', () => {
     const emu = await startEmulator();
     const pid = emu.api.containerPid('demo', 'web');
     assert.ok(pid);
+    // A running ephemeral container goes with the pod too.
+    const admin = new EmuClient(emu.url, emu.ca, emu.tokens.admin);
+    const added = await admin.request(
+      'PATCH',
+      '/api/v1/namespaces/demo/pods/web/ephemeralcontainers',
+      {
+        spec: {
+          ephemeralContainers: [{ name: 'e', image: 'busybox:1.36', command: ['sleep', '600'] }],
+        },
+      },
+      'application/strategic-merge-patch+json',
+    );
+    assert.equal(added.status, 200, added.text);
+    await until(
+      'running',
+      () => emu.api.getPod('demo', 'web')?.status.ephemeralContainerStatuses?.[0]?.state.running,
+    );
     await emu.close();
     assert.deepEqual(await emu.checkClean(), []);
   });

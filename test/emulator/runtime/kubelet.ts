@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, lstat, mkdir, readlink, rm, writeFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Store } from '../store.ts';
-import type { Container, ContainerStatus, Pod, Runtime } from '../types.ts';
+import type { Container, ContainerStatus, EphemeralContainer, Pod, Runtime } from '../types.ts';
 import { command, must } from './command.ts';
 import { createPodNetwork, deletePodNetwork, PREFIX, type Slot } from './host.ts';
 import { type Image, resolveImage } from './images.ts';
@@ -29,6 +29,8 @@ export const NESTED_CONTAINER_ANNOTATION = 'emulator.kubedump.test/nested-contai
 
 export interface BackedContainer {
   name: string;
+  /** Added to the running pod through pods/ephemeralcontainers: never restarted, never ready. */
+  ephemeral: boolean;
   runcId: string;
   runtimeId: string;
   bundle: string;
@@ -53,6 +55,8 @@ interface BackedPod {
   dir: string;
   containers: BackedContainer[];
   stopping: boolean;
+  /** Ephemeral containers being started: a stop waits for them, then stops them too. */
+  starting: Set<Promise<void>>;
 }
 
 export interface NodeLookup {
@@ -103,6 +107,9 @@ async function findExecutable(c: BackedContainer, cmd: string, env: string[]): P
   }
   return false;
 }
+
+/** A container the kubelet refuses before the runtime sees it (CreateContainerConfigError). */
+class ConfigError extends Error {}
 
 export class Kubelet {
   private readonly slot: Slot;
@@ -195,6 +202,7 @@ export class Kubelet {
       dir: `${this.slot.dir}/pods/${pod.metadata.uid}`,
       containers: [],
       stopping: false,
+      starting: new Set(),
     };
     this.backed.set(bp.uid, bp);
     pod.status.hostIP = this.nodes.ip(nodeName);
@@ -205,7 +213,7 @@ export class Kubelet {
     try {
       if (netns) await createPodNetwork(this.slot, netns, index, ip);
       for (const c of pod.spec.containers) {
-        await this.startContainer(pod, bp, c, images.get(c.name) as Image, rt);
+        await this.startContainer(pod, bp, c, images.get(c.name) as Image, rt, {});
       }
     } catch (e) {
       await this.stop(pod, 0);
@@ -224,13 +232,15 @@ export class Kubelet {
   }
 
   private runningStatus(pod: Pod, bc: BackedContainer, rt: Runtime): ContainerStatus {
-    const spec = pod.spec.containers.find((c) => c.name === bc.name) as Container;
+    const spec = [...pod.spec.containers, ...(pod.spec.ephemeralContainers ?? [])].find(
+      (c) => c.name === bc.name,
+    ) as Container;
     return {
       name: bc.name,
       image: spec.image,
       imageID: `${spec.image.includes('/') ? spec.image : `docker.io/library/${spec.image}`}@sha256:${bc.runtimeId.slice(0, 64)}`,
       containerID: `${rt}://${bc.runtimeId}`,
-      ready: true,
+      ready: !bc.ephemeral,
       started: true,
       restartCount: 0,
       state: { running: { startedAt: now() } },
@@ -243,7 +253,8 @@ export class Kubelet {
     c: Container,
     img: Image,
     rt: Runtime,
-  ): Promise<void> {
+    opts: { ephemeral?: boolean; pidNs?: string },
+  ): Promise<BackedContainer> {
     const id = runtimeId();
     const bundle = `${bp.dir}/${c.name}`;
     const rootfs = `${bundle}/rootfs`;
@@ -258,6 +269,7 @@ export class Kubelet {
     ]);
     const bc: BackedContainer = {
       name: c.name,
+      ephemeral: opts.ephemeral === true,
       runcId: `${PREFIX}${this.slot.n}-${id.slice(0, 12)}`,
       runtimeId: id,
       bundle,
@@ -273,6 +285,12 @@ export class Kubelet {
     const imgUser = parseUser(img.config.user);
     const uid = sc.runAsUser ?? psc.runAsUser ?? imgUser.uid ?? 0;
     const gid = sc.runAsGroup ?? psc.runAsGroup ?? imgUser.gid ?? 0;
+    if ((sc.runAsNonRoot ?? psc.runAsNonRoot) === true && uid === 0) {
+      // The kubelet's own check, before the runtime is asked.
+      throw new ConfigError(
+        `container's runAsUser breaks non-root policy (pod: "${pod.metadata.name}_${pod.metadata.namespace}(${pod.metadata.uid})", container: ${c.name})`,
+      );
+    }
     const args = c.command
       ? [...c.command, ...(c.args ?? [])]
       : [...(img.config.entrypoint ?? []), ...(c.args ?? img.config.cmd ?? [])];
@@ -307,7 +325,7 @@ export class Kubelet {
       await joinCgroup(bc.monitor, `/crio-conmon-${id}`, '', (paths) => this.recordCgroups(paths));
     }
     // Started now for the lower PID; it joins its cgroup once runc made the container's.
-    if (pod.metadata.annotations?.[NESTED_CONTAINER_ANNOTATION] === 'true') {
+    if (!bc.ephemeral && pod.metadata.annotations?.[NESTED_CONTAINER_ANNOTATION] === 'true') {
       bc.nested = await startSideProcess({
         argv: ['unshare', '--net', 'chroot', rootfs, 'sleep', '1000000'],
       });
@@ -318,6 +336,7 @@ export class Kubelet {
       hostname: pod.metadata.name,
       netns: bp.netns ? `/run/netns/${bp.netns}` : null,
       hostPID: pod.spec.hostPID === true,
+      ...(opts.pidNs ? { pidNs: opts.pidNs } : {}),
       privileged,
       cgroupsPath: cg,
     });
@@ -329,6 +348,7 @@ export class Kubelet {
       );
     }
     void bc.running.exited.then((code) => this.containerExited(pod, bp, bc, code));
+    return bc;
   }
 
   /** Every cgroup path made for a container, in memory and on disk (a sweep after a crash reads it). */
@@ -340,7 +360,18 @@ export class Kubelet {
   private containerExited(pod: Pod, bp: BackedPod, bc: BackedContainer, code: number): void {
     bc.exitCode = code;
     if (bp.stopping) return;
-    const cs = pod.status.containerStatuses?.find((s) => s.name === bc.name);
+    let cs = (
+      bc.ephemeral ? pod.status.ephemeralContainerStatuses : pod.status.containerStatuses
+    )?.find((s) => s.name === bc.name);
+    if (bc.ephemeral && cs && !cs.containerID) {
+      // Ended before its running status was written (a process that exits at once).
+      const rt = this.nodes.runtime(pod.spec.nodeName ?? '');
+      const spec = pod.spec.ephemeralContainers?.find((c) => c.name === bc.name);
+      if (spec) {
+        this.ephemeralStatus(pod, spec, this.runningStatus(pod, bc, rt));
+        cs = pod.status.ephemeralContainerStatuses?.find((s) => s.name === bc.name);
+      }
+    }
     if (cs) {
       const startedAt = (cs.state.running?.startedAt as string | undefined) ?? now();
       cs.ready = false;
@@ -355,13 +386,86 @@ export class Kubelet {
         },
       };
     }
-    if (bp.containers.every((c) => c.exitCode !== undefined)) {
-      pod.status.phase = bp.containers.every((c) => c.exitCode === 0) ? 'Succeeded' : 'Failed';
+    if (bc.ephemeral) {
+      // An ephemeral container's end changes neither the pod's phase nor its readiness.
+      this.pods.touch(pod);
+      return;
+    }
+    const regular = bp.containers.filter((c) => !c.ephemeral);
+    if (regular.every((c) => c.exitCode !== undefined)) {
+      pod.status.phase = regular.every((c) => c.exitCode === 0) ? 'Succeeded' : 'Failed';
     }
     for (const cond of pod.status.conditions ?? []) {
       if (cond.type === 'Ready' || cond.type === 'ContainersReady') cond.status = 'False';
     }
     this.pods.touch(pod);
+  }
+
+  private ephemeralStatus(pod: Pod, c: EphemeralContainer, status: ContainerStatus): void {
+    pod.status.ephemeralContainerStatuses ??= [];
+    const list = pod.status.ephemeralContainerStatuses;
+    const at = list.findIndex((s) => s.name === c.name);
+    if (at >= 0) list[at] = status;
+    else list.push(status);
+    this.pods.touch(pod);
+  }
+
+  private ephemeralWaiting(pod: Pod, c: EphemeralContainer, reason: string, message = ''): void {
+    this.ephemeralStatus(pod, c, {
+      name: c.name,
+      image: c.image,
+      imageID: '',
+      ready: false,
+      started: false,
+      restartCount: 0,
+      state: { waiting: { reason, ...(message && { message }) } },
+    });
+  }
+
+  /**
+   * Starts an ephemeral container in the pod's network namespace and, when it names a running
+   * target container, that container's PID namespace. It runs once: when its process ends it
+   * stays terminated.
+   */
+  startEphemeral(pod: Pod, c: EphemeralContainer): Promise<void> {
+    const bp = this.backed.get(pod.metadata.uid);
+    if (!bp || bp.stopping || pod.status.phase !== 'Running') {
+      this.ephemeralWaiting(
+        pod,
+        c,
+        'ContainerCreating',
+        bp ? '' : 'the pod runs nowhere on this machine (unbacked)',
+      );
+      return Promise.resolve();
+    }
+    const p = (async () => {
+      this.ephemeralWaiting(pod, c, 'ContainerCreating');
+      const img = await resolveImage(c.image);
+      if (!img) {
+        this.ephemeralWaiting(pod, c, 'ImagePullBackOff', `Back-off pulling image "${c.image}"`);
+        return;
+      }
+      const target = c.targetContainerName
+        ? bp.containers.find((t) => t.name === c.targetContainerName && !t.ephemeral)
+        : undefined;
+      const pid = target?.exitCode === undefined ? target?.running?.pid : undefined;
+      const rt = this.nodes.runtime(pod.spec.nodeName ?? '');
+      try {
+        const bc = await this.startContainer(pod, bp, c, img, rt, {
+          ephemeral: true,
+          ...(pid ? { pidNs: `/proc/${pid}/ns/pid` } : {}),
+        });
+        if (bc.exitCode === undefined)
+          this.ephemeralStatus(pod, c, this.runningStatus(pod, bc, rt));
+      } catch (e) {
+        const reason =
+          e instanceof ConfigError ? 'CreateContainerConfigError' : 'CreateContainerError';
+        this.ephemeralWaiting(pod, c, reason, (e as Error).message);
+      }
+    })();
+    bp.starting.add(p);
+    void p.finally(() => bp.starting.delete(p));
+    return p;
   }
 
   /**
@@ -400,6 +504,7 @@ export class Kubelet {
     const bp = this.backed.get(pod.metadata.uid);
     if (!bp || bp.stopping) return;
     bp.stopping = true;
+    await Promise.allSettled([...bp.starting]);
     const live = bp.containers.filter((c) => c.running && c.exitCode === undefined);
     if (graceSeconds > 0 && live.length) {
       await Promise.all(live.map((c) => killContainer(this.runcRoot, c.runcId, 'TERM')));

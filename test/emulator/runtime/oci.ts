@@ -130,6 +130,8 @@ export interface ContainerSpec {
   /** Path of the pod's netns, or null for hostNetwork. */
   netns: string | null;
   hostPID: boolean;
+  /** Path of another container's PID namespace to join (an ephemeral container's target). */
+  pidNs?: string;
   privileged: boolean;
   cgroupsPath: string;
 }
@@ -161,7 +163,7 @@ export function ociConfig(c: ContainerSpec): Record<string, unknown> {
     { type: 'uts' },
     { type: 'mount' },
   ];
-  if (!c.hostPID) namespaces.push({ type: 'pid' });
+  if (!c.hostPID) namespaces.push(c.pidNs ? { type: 'pid', path: c.pidNs } : { type: 'pid' });
   if (c.netns) namespaces.push({ type: 'network', path: c.netns });
   const linux: Record<string, unknown> = {
     namespaces,

@@ -51,6 +51,8 @@ export async function runContainer(
     .split('\n')
     .slice(-3)
     .join(' ');
+  // A process that ran and ended between two polls: runc said nothing of its own.
+  if (done && !/runc run failed|level=error/.test(log)) return { child, pid: 0, exited };
   throw new Error(`container ${id} did not start: ${log}`);
 }
 
