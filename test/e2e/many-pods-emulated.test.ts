@@ -176,7 +176,7 @@ for (const mode of ['unprivileged', 'privileged'] as const) {
           SELECTOR,
           '-n',
           'demo',
-          ...(mode === 'privileged' ? ['-p'] : []),
+          ...(mode === 'privileged' ? ['-p'] : ['--mode', 'unprivileged']),
           '--log-level',
           'debug',
           '--log-file',

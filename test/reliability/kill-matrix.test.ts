@@ -472,7 +472,7 @@ describe('kill matrix on the emulated cluster', () => {
               MANY.join(','),
               '-n',
               'demo',
-              ...(mode === 'privileged' ? ['-p'] : []),
+              ...(mode === 'privileged' ? ['-p'] : ['--mode', 'unprivileged']),
               ...common,
               '-w',
               out,
