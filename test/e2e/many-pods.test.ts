@@ -16,6 +16,8 @@ const NAME = 'kdtest-many';
 let world: World;
 let home: ReturnType<typeof wiresharkHome>;
 let dir: string;
+/** As many replicas as a small Deployment has; the demo pods beside them are unrelated. */
+const REPLICAS = 3;
 let replicas: { name: string; ip: string }[] = [];
 
 function manifests(webIp: string): string {
@@ -25,7 +27,7 @@ function manifests(webIp: string): string {
     kind: 'Deployment',
     metadata: { name: NAME, namespace: 'demo', labels },
     spec: {
-      replicas: 2,
+      replicas: REPLICAS,
       selector: { matchLabels: labels },
       template: {
         metadata: { labels },
@@ -89,7 +91,7 @@ before(async () => {
   const applied = await world.kubectl(['apply', '-f', '-'], manifests(web.stdout));
   assert.equal(applied.code, 0, applied.stderr);
   replicas = await until(
-    'two running replicas',
+    `${REPLICAS} running replicas`,
     async () => {
       const got = await world.kubectl([
         'get',
@@ -106,7 +108,9 @@ before(async () => {
         .split('\n')
         .map((l) => l.trim().split(' '))
         .filter(([, phase, ip, deleting]) => phase === 'Running' && ip && !deleting);
-      return rows.length === 2 ? rows.map(([name, , ip]) => ({ name, ip }) as never) : undefined;
+      return rows.length === REPLICAS
+        ? rows.map(([name, , ip]) => ({ name, ip }) as never)
+        : undefined;
     },
     90_000,
   );
@@ -259,7 +263,13 @@ describe('several pods into one pcapng (real cluster)', () => {
     );
     try {
       await new Promise((r) => setTimeout(r, 3000));
-      const scaled = await world.kubectl(['scale', `deploy/${NAME}`, '-n', 'demo', '--replicas=3']);
+      const scaled = await world.kubectl([
+        'scale',
+        `deploy/${NAME}`,
+        '-n',
+        'demo',
+        `--replicas=${REPLICAS + 1}`,
+      ]);
       assert.equal(scaled.code, 0, scaled.stderr);
       const ran = await capturing;
       assert.equal(ran.code, 0, ran.stderr);
@@ -271,7 +281,7 @@ describe('several pods into one pcapng (real cluster)', () => {
       assert.ok((counts.get(joined[0] as string) ?? 0) > 0, 'the new pod has no packets');
     } finally {
       await capturing;
-      await world.kubectl(['scale', `deploy/${NAME}`, '-n', 'demo', '--replicas=2']);
+      await world.kubectl(['scale', `deploy/${NAME}`, '-n', 'demo', `--replicas=${REPLICAS}`]);
     }
   });
 
