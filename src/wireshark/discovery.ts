@@ -37,15 +37,29 @@ export interface DiscoverySettings {
   namespaces: string[];
   /** 0: no limit. */
   maxInterfaces: number;
+  /**
+   * Which interfaces are listed beside the generic one: every pod and
+   * workload, workloads only, or none. Wireshark runs kubedump once per
+   * listed interface at every start, so fewer interfaces start faster.
+   */
+  list: InterfaceList;
   freshMs: number;
   deadlineMs: number;
   kubeconfig?: string | undefined;
   context?: string | undefined;
 }
 
+export const INTERFACE_LISTS = ['pods', 'workloads', 'generic'] as const;
+export type InterfaceList = (typeof INTERFACE_LISTS)[number];
+
+function interfaceList(value: unknown): InterfaceList | undefined {
+  return INTERFACE_LISTS.find((l) => l === value);
+}
+
 export const DEFAULT_SETTINGS: DiscoverySettings = {
   namespaces: [],
   maxInterfaces: 200,
+  list: 'pods',
   freshMs: 30_000,
   deadlineMs: 1000,
 };
@@ -65,6 +79,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): DiscoverySet
     const file = JSON.parse(readFileSync(join(configDir(env), 'config.json'), 'utf8'));
     if (Array.isArray(file.namespaces)) settings.namespaces = file.namespaces.map(String);
     if (Number.isInteger(file.maxInterfaces)) settings.maxInterfaces = file.maxInterfaces;
+    settings.list = interfaceList(file.interfaces) ?? settings.list;
     if (typeof file.kubeconfig === 'string') settings.kubeconfig = file.kubeconfig;
     if (typeof file.context === 'string') settings.context = file.context;
   } catch {
@@ -76,6 +91,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): DiscoverySet
   if (env.KUBEDUMP_CONTEXT) settings.context = env.KUBEDUMP_CONTEXT;
   const max = Number(env.KUBEDUMP_MAX_INTERFACES);
   if (Number.isInteger(max) && max >= 0) settings.maxInterfaces = max;
+  settings.list = interfaceList(env.KUBEDUMP_INTERFACES) ?? settings.list;
   return settings;
 }
 

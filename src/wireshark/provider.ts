@@ -27,13 +27,15 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
     },
     async interfaces(): Promise<Interface[]> {
       const settings = loadSettings();
-      const { snapshot, late } = await discover(settings);
-      // Never delay the answer: a late listing is finished by a detached child.
-      if (late) await refreshInBackground(settings).catch(() => {});
       const generic: Interface = {
         value: GENERIC_INTERFACE,
         display: 'Kubernetes pod (choose in options)',
       };
+      // The generic interface alone asks nothing of the cluster.
+      if (settings.list === 'generic') return [generic];
+      const { snapshot, late } = await discover(settings);
+      // Never delay the answer: a late listing is finished by a detached child.
+      if (late) await refreshInBackground(settings).catch(() => {});
       const pods = podsForInterfaces(snapshot, settings.maxInterfaces).map((p) => ({
         value: interfaceName(p.namespace, p.name),
         display: p.hostNetwork
@@ -57,7 +59,7 @@ export function kubedumpProvider(deps: ProviderDeps): ExtcapProvider {
         value: interfaceName(w.namespace, w.workload),
         display: `Kubernetes ${w.workload.replace('/', ` ${w.namespace}/`)} (${w.pods} pod${w.pods === 1 ? '' : 's'})`,
       }));
-      return [generic, ...pods, ...groups];
+      return settings.list === 'workloads' ? [generic, ...groups] : [generic, ...pods, ...groups];
     },
     dlts: () => [
       { number: LINKTYPE_LINUX_SLL, name: 'LINUX_SLL', display: 'Linux cooked capture' },

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -436,5 +436,62 @@ test('the provider lists host-network pods as their node', async () => {
   } finally {
     process.env.XDG_CACHE_HOME = saved.cache;
     process.env.XDG_CONFIG_HOME = saved.config;
+  }
+});
+
+test('KUBEDUMP_INTERFACES lists workloads only, or the generic interface alone without asking the cluster', async () => {
+  const dir = tmp('lists');
+  const saved = {
+    cache: process.env.XDG_CACHE_HOME,
+    config: process.env.XDG_CONFIG_HOME,
+    list: process.env.KUBEDUMP_INTERFACES,
+    kubeconfig: process.env.KUBECONFIG,
+  };
+  try {
+    process.env.XDG_CACHE_HOME = join(dir, 'cache');
+    process.env.XDG_CONFIG_HOME = join(dir, 'config');
+    const { cachePath, writeSnapshot } = await import('../../src/wireshark/discovery.ts');
+    writeSnapshot(cachePath(loadSettings()), {
+      time: Date.now(),
+      context: 'c',
+      contexts: ['c'],
+      pods: [
+        { namespace: 'demo', name: 'web-1', node: 'n1', workload: 'deploy/web' },
+        { namespace: 'demo', name: 'web-2', node: 'n1', workload: 'deploy/web' },
+        { namespace: 'demo', name: 'lone', node: 'n1' },
+      ],
+    });
+    const provider = kubedumpProvider({
+      capture: async () => {},
+      cleanupAfterKill: async () => {},
+    });
+    const values = async () => (await provider.interfaces()).map((i) => i.value);
+    assert.deepEqual(await values(), [
+      'kubedump',
+      'kubedump.demo.lone',
+      'kubedump.demo.web-1',
+      'kubedump.demo.web-2',
+      'kubedump.demo.deploy.web',
+    ]);
+    const all = await values();
+    process.env.KUBEDUMP_INTERFACES = 'workloads';
+    assert.deepEqual(await values(), ['kubedump', 'kubedump.demo.deploy.web']);
+    process.env.KUBEDUMP_INTERFACES = 'everything';
+    assert.deepEqual(await values(), all, 'an unknown value keeps the default list');
+    // No cluster at all: the generic interface needs none.
+    process.env.KUBEDUMP_INTERFACES = 'generic';
+    process.env.KUBECONFIG = join(dir, 'no-such-kubeconfig');
+    rmSync(join(dir, 'cache'), { recursive: true, force: true });
+    assert.deepEqual(await values(), ['kubedump']);
+  } finally {
+    for (const [name, value] of [
+      ['XDG_CACHE_HOME', saved.cache],
+      ['XDG_CONFIG_HOME', saved.config],
+      ['KUBEDUMP_INTERFACES', saved.list],
+      ['KUBECONFIG', saved.kubeconfig],
+    ] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
   }
 });
