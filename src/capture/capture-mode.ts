@@ -48,6 +48,8 @@ export interface Placement {
   heartbeat: string;
   /** Started first when the capture stops (e.g. delete the helper pod). */
   onStop?: () => Promise<void>;
+  /** Told once tcpdump's wrapper runs: from then on the wrapper ends what the mode started. */
+  handedOver?: () => void;
 }
 
 export interface CaptureMode {

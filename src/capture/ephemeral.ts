@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import type { V1EphemeralContainer } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { addEphemeralContainer, waitForEphemeralContainer } from '../kube/ephemeral.ts';
+import { execCollect } from '../kube/exec.ts';
 import type { CaptureMode, ModeContext, Placement, TargetContainer } from './capture-mode.ts';
 import { HELPER_IDLE_SECONDS } from './helper-spec.ts';
 import { optionRow } from './options.ts';
-import { helperMainArgv } from './remote-scripts.ts';
+import { endHelperArgv, helperMainArgv } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
-import { ensureTcpdump } from './upload.ts';
+import { type ExecTarget, ensureTcpdump } from './upload.ts';
 
 // Ephemeral mode: a container of the helper image joins the target pod
 // (`kubectl debug` style), shares its network namespace, and tcpdump is
@@ -15,8 +16,10 @@ import { ensureTcpdump } from './upload.ts';
 // capabilities (NET_RAW among them). Nothing is needed in the target's own
 // image, so distroless and non-root pods can be captured where Pod Security
 // forbids privileged helper pods. An ephemeral container cannot be removed:
-// its main process ends when the capture's heartbeat file goes (a clean
-// stop) or stops changing (kubedump died), as the helper pod's does.
+// its main process ends when "end" is written into its heartbeat file (by
+// tcpdump's wrapper after a stop, by kubedump when the capture fails before
+// tcpdump runs) or when the file stops changing (kubedump died), as the
+// helper pod's does.
 
 const DEFAULT_TIMEOUT_S = optionRow('helperTimeout').default as number;
 /** The heartbeat file in the ephemeral container's own filesystem. */
@@ -89,6 +92,13 @@ export const ephemeralMode: CaptureMode = {
     }
     log.info('ephemeral container running', { ms: Date.now() - started });
     const exec = { namespace: pod.namespace, pod: pod.name, container: name };
+    // Until tcpdump's wrapper runs (it writes "end" when tcpdump ends), a
+    // failure must end the container's main process itself, or it idles on
+    // for HELPER_IDLE_SECONDS.
+    let wrapperRuns = false;
+    ctx.cleanup.defer(async () => {
+      if (!wrapperRuns) await endMainProcess(ctx, exec);
+    });
     // The container is ours alone and goes with its process: no removal.
     const uploaded = await ensureTcpdump(ctx, exec, { keep: false, remove: false });
     return {
@@ -97,6 +107,26 @@ export const ephemeralMode: CaptureMode = {
       prefix: [],
       heartbeat: HEARTBEAT,
       where: `ephemeral container ${name} of pod ${pod.namespace}/${pod.name}`,
+      handedOver: () => {
+        wrapperRuns = true;
+      },
     };
   },
 };
+
+async function endMainProcess(ctx: ModeContext, exec: ExecTarget): Promise<void> {
+  try {
+    const result = await execCollect(ctx.kc, {
+      ...exec,
+      command: endHelperArgv(HEARTBEAT),
+      signal: ctx.clock.signal(),
+    });
+    ctx.log.info('ephemeral container told to end', {
+      container: exec.container,
+      exitCode: result.exitCode,
+    });
+  } catch (error) {
+    // An exec that is refused now ends nothing: the container idles out by itself.
+    ctx.log.warn('ephemeral container not told to end', { container: exec.container, error });
+  }
+}

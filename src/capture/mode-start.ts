@@ -83,6 +83,7 @@ async function startIn(mode: CaptureMode, ctx: ModeContext): Promise<Started> {
   const remote = ctx.cleanup.use(
     await RemoteTcpdump.start(kc, placement, argv, { log, signal, clock }),
   );
+  placement.handedOver?.();
   log.info('capture started', { mode: mode.name, where, protocol: remote.protocol, argv });
   return { mode: mode.name, placement, remote };
 }

@@ -326,6 +326,11 @@ export function helperMainArgv(heartbeat: string, idleSeconds: number): string[]
   return ['sh', '-c', HELPER_MAIN, 'sh', heartbeat, String(idleSeconds)];
 }
 
+/** Writes "end" into a helper's heartbeat, as the wrapper does: its main process ends at its next look. */
+export function endHelperArgv(heartbeat: string): string[] {
+  return ['sh', '-c', 'echo end >"$1"', 'sh', heartbeat];
+}
+
 // -------- The cgroup scan: the target's PID without the runtime's client.
 
 // The fallback that needs nothing on the node but hostPID: every runtime

@@ -23,6 +23,21 @@ const RUNTIME_VERSION: Record<Runtime, string> = {
   'cri-o': 'cri-o://1.31.1',
 };
 
+/** One authenticated request as authorization sees it (before it is allowed or refused). */
+export interface RequestRecord {
+  user: string;
+  verb: string;
+  resource: string;
+  subresource?: string | undefined;
+  namespace?: string | undefined;
+  name?: string | undefined;
+  /** dryRun=All: admission only, nothing stored. */
+  dryRun: boolean;
+}
+
+/** The request log keeps this many of the latest requests. */
+const REQUEST_LOG_MAX = 100_000;
+
 export interface CreateOptions {
   /** Back the pod with real containers (default true); false gives a Running pod with no process. */
   backed?: boolean;
@@ -41,6 +56,8 @@ export class Cluster {
   faults: FaultSettings = defaultFaults();
   /** API requests received (counted on arrival, before any fault delay): tests wait on it. */
   requestsReceived = 0;
+  /** What the authenticated requests asked, oldest first: tests check what was (not) tried. */
+  readonly requestLog: RequestRecord[] = [];
   /** Pods whose backing is starting, so callers can wait for them. */
   private readonly starting = new Map<string, Promise<void>>();
   private fakeIp = 0;
@@ -52,6 +69,11 @@ export class Cluster {
       runtime: (n) => this.runtimeOf(n),
       ip: (n) => this.nodeIp(n),
     });
+  }
+
+  logRequest(r: RequestRecord): void {
+    this.requestLog.push(r);
+    if (this.requestLog.length > REQUEST_LOG_MAX + 1000) this.requestLog.splice(0, 1000);
   }
 
   runtimeOf(nodeName: string): Runtime {

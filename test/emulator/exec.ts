@@ -100,10 +100,16 @@ export async function serveExec(
   opts: ExecOptions,
 ): Promise<void> {
   const bc = cluster.kubelet.container(er.pod, er.container);
-  if (!bc || !bc.running || bc.exitCode !== undefined) {
-    const msg = cluster.kubelet.isBacked(er.pod)
-      ? `container not found ("${er.container}")`
-      : `pod ${er.pod.metadata.name} has no running container ${er.container} on this machine (unbacked)`;
+  const refuse = cluster.faults.failExecs;
+  const refused = !!refuse && refuse.count > 0 && er.container.startsWith(refuse.containerPrefix);
+  if (refused) {
+    cluster.faults.failExecs = refuse.count > 1 ? { ...refuse, count: refuse.count - 1 } : null;
+  }
+  if (refused || !bc || !bc.running || bc.exitCode !== undefined) {
+    const msg =
+      refused || cluster.kubelet.isBacked(er.pod)
+        ? `container not found ("${er.container}")`
+        : `pod ${er.pod.metadata.name} has no running container ${er.container} on this machine (unbacked)`;
     throw new ApiError(
       failure(500, 'InternalError', `error: unable to upgrade connection: ${msg}`),
     );

@@ -24,6 +24,12 @@ export interface FaultSettings {
   rejectPrivileged: 'podsecurity' | 'invalid' | null;
   /** Pods created through the API stay Pending for this reason. */
   keepPending: 'ImagePullBackOff' | 'Unschedulable' | null;
+  /**
+   * The next `count` execs into a container whose name starts with `containerPrefix` are
+   * refused at the upgrade as the kubelet refuses one into a container it cannot find (500);
+   * each one refused counts down, and at 0 the switch turns itself off.
+   */
+  failExecs: { containerPrefix: string; count: number } | null;
 }
 
 export function defaultFaults(): FaultSettings {
@@ -36,6 +42,7 @@ export function defaultFaults(): FaultSettings {
     dropWatchAfterBytes: null,
     rejectPrivileged: null,
     keepPending: null,
+    failExecs: null,
   };
 }
 

@@ -3,7 +3,7 @@ import { rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { grant, type Rule, TOKENS } from './auth.ts';
 import { checkClean, sweepSlot } from './cleanup.ts';
-import { Cluster } from './cluster.ts';
+import { Cluster, type RequestRecord } from './cluster.ts';
 import { V4, V5 } from './exec.ts';
 import { defaultFaults, type FaultSettings, type StreamKind } from './faults.ts';
 import { writeKubeconfig } from './kubeconfig.ts';
@@ -15,6 +15,7 @@ import { baseWorld, demoPods } from './world.ts';
 
 export type { Rule } from './auth.ts';
 export { checkClean, sweep } from './cleanup.ts';
+export type { RequestRecord } from './cluster.ts';
 export type { FaultSettings, RequestMatch, StreamKind } from './faults.ts';
 export { ENFORCE_LABEL } from './podsecurity.ts';
 export type { Pod, PodInput } from './types.ts';
@@ -57,6 +58,8 @@ export interface EmulatorApi {
   resetFaults(): Promise<void>;
   /** Cuts live exec and/or watch streams now; returns how many. */
   dropStreams(kind?: StreamKind): number;
+  /** The authenticated requests so far, oldest first (the latest 100,000). */
+  requests(): RequestRecord[];
   liveStreams(kind?: StreamKind): number;
 }
 
@@ -155,6 +158,7 @@ export async function startEmulator(options: EmulatorOptions = {}): Promise<Emul
     },
     dropStreams: (kind) => cluster.streams.drop(kind),
     liveStreams: (kind) => cluster.streams.count(kind),
+    requests: () => structuredClone(cluster.requestLog),
   };
 
   return {

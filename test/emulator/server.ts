@@ -4,7 +4,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer } from 'ws';
-import { authorize, type Ctx, handle, route, sendError } from './api.ts';
+import { authorize, type Ctx, handle, type Route, route, sendError } from './api.ts';
 import { userFromHeader } from './auth.ts';
 import type { Cluster } from './cluster.ts';
 import { type ExecOptions, negotiate, parseExec, refuseProtocol, serveExec } from './exec.ts';
@@ -43,6 +43,12 @@ function rawError(socket: Duplex, e: unknown): void {
   );
 }
 
+function logRequest(cluster: Cluster, user: string, r: Route, url: URL): void {
+  const { verb, resource, subresource, namespace, name } = r;
+  const dryRun = url.searchParams.get('dryRun') === 'All';
+  cluster.logRequest({ user, verb, resource, subresource, namespace, name, dryRun });
+}
+
 export async function startServer(
   cluster: Cluster,
   tls: Tls,
@@ -68,6 +74,7 @@ export async function startServer(
         throw new ApiError(
           failure(404, 'NotFound', 'the server could not find the requested resource', {}),
         );
+      if (!r.open) logRequest(cluster, user, r, url);
       const ctx: Ctx = { cluster, user, serverAddress: address };
       await handle(ctx, r, req, res, url);
     } catch (e) {
@@ -84,6 +91,7 @@ export async function startServer(
       const url = new URL(req.url ?? '/', 'https://x');
       const user = authenticate(cluster, req);
       const r = route(req.method ?? 'GET', url.pathname, url.searchParams);
+      if (r) logRequest(cluster, user, r, url);
       if (!r || r.subresource !== 'exec' || !r.namespace || !r.name) {
         throw new ApiError(
           failure(404, 'NotFound', 'the server could not find the requested resource', {}),

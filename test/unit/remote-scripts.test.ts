@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import {
+  endHelperArgv,
   extractArgv,
   HELPER_MAIN,
   isPrivateDir,
@@ -207,6 +208,15 @@ for (const [name, shell] of SHELLS) {
       writeFileSync(file, 'end\n');
       // One 5 s poll, with slack for a busy machine; the idle limit is 600 s.
       assert.ok(await gone(child, exited, 15_000), 'it waits out its idle limit instead');
+    });
+
+    test('kubedump writes that same "end" itself when its capture failed before tcpdump ran', () => {
+      const file = join(dir, `helper-failed-${name}`);
+      writeFileSync(file, '3\n');
+      const [, ...rest] = endHelperArgv(file);
+      const out = spawnSync(shell[0] as string, [...shell.slice(1), ...rest]);
+      assert.equal(out.status, 0, out.stderr.toString());
+      assert.equal(readFileSync(file, 'utf8'), 'end\n');
     });
   });
 
