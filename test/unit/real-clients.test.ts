@@ -19,7 +19,11 @@ import {
 } from '../../src/kube/pods.ts';
 import { openLog } from '../../src/log.ts';
 import { requestFromOptions } from '../../src/wireshark/dialog.ts';
-import { loadSettings, podsForInterfaces } from '../../src/wireshark/discovery.ts';
+import {
+  type DiscoveredPod,
+  loadSettings,
+  podsForInterfaces,
+} from '../../src/wireshark/discovery.ts';
 import { kubedumpProvider } from '../../src/wireshark/provider.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 
@@ -407,73 +411,75 @@ test('--extcap-reload-option answers within its deadline when the cluster is bla
   }
 });
 
-test('the provider lists host-network pods as their node', async () => {
-  const dir = tmp('hostnet');
-  const saved = { cache: process.env.XDG_CACHE_HOME, config: process.env.XDG_CONFIG_HOME };
+/**
+ * Runs `fn` with a fresh discovery cache holding `pods` (as a listing would
+ * write it) and the environment `env` on top; restores the environment after.
+ */
+async function withListedPods(
+  pods: DiscoveredPod[],
+  env: Record<string, string>,
+  fn: (provider: ReturnType<typeof kubedumpProvider>, dir: string) => Promise<void>,
+) {
+  const dir = tmp('listed');
+  const names = [
+    'XDG_CACHE_HOME',
+    'XDG_CONFIG_HOME',
+    'KUBEDUMP_INTERFACES',
+    'KUBECONFIG',
+    ...Object.keys(env),
+  ];
+  const saved = new Map(names.map((n) => [n, process.env[n]]));
   try {
     process.env.XDG_CACHE_HOME = join(dir, 'cache');
     process.env.XDG_CONFIG_HOME = join(dir, 'config');
+    Object.assign(process.env, env);
     const { cachePath, writeSnapshot } = await import('../../src/wireshark/discovery.ts');
     writeSnapshot(cachePath(loadSettings()), {
       time: Date.now(),
       context: 'c',
       contexts: ['c'],
-      pods: [
-        { namespace: 'demo', name: 'web', node: 'n1' },
-        { namespace: 'kube-system', name: 'proxy-x', node: 'n1', hostNetwork: true },
-      ],
+      pods,
     });
-    const provider = kubedumpProvider({
-      capture: async () => {},
-      cleanupAfterKill: async () => {},
-    });
+    await fn(kubedumpProvider({ capture: async () => {}, cleanupAfterKill: async () => {} }), dir);
+  } finally {
+    for (const [name, value] of saved) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+test('the provider lists host-network pods as their node', async () => {
+  const pods = [
+    { namespace: 'demo', name: 'web', node: 'n1' },
+    { namespace: 'kube-system', name: 'proxy-x', node: 'n1', hostNetwork: true },
+  ];
+  await withListedPods(pods, {}, async (provider) => {
     const shown = await provider.interfaces();
     assert.equal(shown[1]?.display, 'Kubernetes pod demo/web on n1');
     assert.match(
       shown[2]?.display ?? '',
       /^Kubernetes node n1 \(all its traffic: pod kube-system\/proxy-x uses the host network\)$/,
     );
-  } finally {
-    process.env.XDG_CACHE_HOME = saved.cache;
-    process.env.XDG_CONFIG_HOME = saved.config;
-  }
+  });
 });
 
 test('KUBEDUMP_INTERFACES lists workloads only, or the generic interface alone without asking the cluster', async () => {
-  const dir = tmp('lists');
-  const saved = {
-    cache: process.env.XDG_CACHE_HOME,
-    config: process.env.XDG_CONFIG_HOME,
-    list: process.env.KUBEDUMP_INTERFACES,
-    kubeconfig: process.env.KUBECONFIG,
-  };
-  try {
-    process.env.XDG_CACHE_HOME = join(dir, 'cache');
-    process.env.XDG_CONFIG_HOME = join(dir, 'config');
-    const { cachePath, writeSnapshot } = await import('../../src/wireshark/discovery.ts');
-    writeSnapshot(cachePath(loadSettings()), {
-      time: Date.now(),
-      context: 'c',
-      contexts: ['c'],
-      pods: [
-        { namespace: 'demo', name: 'web-1', node: 'n1', workload: 'deploy/web' },
-        { namespace: 'demo', name: 'web-2', node: 'n1', workload: 'deploy/web' },
-        { namespace: 'demo', name: 'lone', node: 'n1' },
-      ],
-    });
-    const provider = kubedumpProvider({
-      capture: async () => {},
-      cleanupAfterKill: async () => {},
-    });
+  const pods = [
+    { namespace: 'demo', name: 'web-1', node: 'n1', workload: 'deploy/web' },
+    { namespace: 'demo', name: 'web-2', node: 'n1', workload: 'deploy/web' },
+    { namespace: 'demo', name: 'lone', node: 'n1' },
+  ];
+  await withListedPods(pods, {}, async (provider, dir) => {
     const values = async () => (await provider.interfaces()).map((i) => i.value);
-    assert.deepEqual(await values(), [
+    const all = await values();
+    assert.deepEqual(all, [
       'kubedump',
       'kubedump.demo.lone',
       'kubedump.demo.web-1',
       'kubedump.demo.web-2',
       'kubedump.demo.deploy.web',
     ]);
-    const all = await values();
     process.env.KUBEDUMP_INTERFACES = 'workloads';
     assert.deepEqual(await values(), ['kubedump', 'kubedump.demo.deploy.web']);
     process.env.KUBEDUMP_INTERFACES = 'everything';
@@ -483,15 +489,5 @@ test('KUBEDUMP_INTERFACES lists workloads only, or the generic interface alone w
     process.env.KUBECONFIG = join(dir, 'no-such-kubeconfig');
     rmSync(join(dir, 'cache'), { recursive: true, force: true });
     assert.deepEqual(await values(), ['kubedump']);
-  } finally {
-    for (const [name, value] of [
-      ['XDG_CACHE_HOME', saved.cache],
-      ['XDG_CONFIG_HOME', saved.config],
-      ['KUBEDUMP_INTERFACES', saved.list],
-      ['KUBECONFIG', saved.kubeconfig],
-    ] as const) {
-      if (value === undefined) delete process.env[name];
-      else process.env[name] = value;
-    }
-  }
+  });
 });
