@@ -126,6 +126,8 @@ async function captureUnderLoad(
       '-n',
       'demo',
       '--keep-binary',
+      '--mode',
+      'unprivileged',
       '-f',
       `tcp port ${PORT}`,
       '-w',
