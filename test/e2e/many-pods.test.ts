@@ -242,7 +242,7 @@ describe('several pods into one pcapng (real cluster)', () => {
     assert.match(
       listed.stdout,
       new RegExp(
-        `kubedump\\.demo\\.deploy\\.${NAME} \\(Kubernetes deploy demo/${NAME} \\(2 pods\\)\\)`,
+        `kubedump\\.demo\\.deploy\\.${NAME} \\(Kubernetes deploy demo/${NAME} \\(${REPLICAS} pods\\)\\)`,
       ),
     );
     const file = join(dir, 'deploy-iface.pcapng');
