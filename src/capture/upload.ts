@@ -149,6 +149,11 @@ export async function ensureTcpdump(
 ): Promise<Uploaded> {
   const { kc, log, signal } = ctx;
   const tag = randomBytes(8).toString('hex');
+  // Names the directory before it exists: a run stopped mid-probe can still be told apart.
+  log.debug('making a private directory', {
+    name: `${PRIVATE_DIR_PREFIX}${tag}`,
+    target: describeTarget(target),
+  });
   let answered: ProbeResult | 'failed' | undefined;
   const probing = probeContainer(kc, target, { tag, keep: options.keep, signal }).then(
     (probe) => (answered = probe),

@@ -161,6 +161,12 @@ describe('kill matrix on the emulated cluster', () => {
     return child;
   }
 
+  // The private directories a run's log names (it names them before making them).
+  const privateDirs = (log: string) =>
+    readLog(log)
+      .filter((e) => e.message === 'making a private directory')
+      .map((e) => `/${String(e.name)}/`);
+
   const listening = (log: string) =>
     readLog(log).some((e) => /listening on/.test(String(e.line ?? '')));
 
@@ -221,11 +227,6 @@ describe('kill matrix on the emulated cluster', () => {
           if (phase === 'pending') await emulator.api.setFaults({ keepPending: 'Unschedulable' });
           if (phase === 'uploading') proxy.throttle(400_000);
           const load = phase === 'load' ? startLoad(8) : undefined;
-          // Before the counters below: this look is itself a request to the API server.
-          const uploadsBefore =
-            mode === 'unprivileged'
-              ? ((await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web')) ?? [])
-              : [];
           const base = {
             upload: proxy.upstreamBytes,
             requests: emulator.api.cluster.requestsReceived,
@@ -346,10 +347,13 @@ describe('kill matrix on the emulated cluster', () => {
               );
             }
             if (mode === 'unprivileged' && signal !== 'SIGKILL') {
-              // Only this run's: an upload a SIGKILL'd run left removes itself later.
+              // Only this run's: an upload a SIGKILL'd run left behind lands late and removes itself.
+              const ours = privateDirs(log);
+              if (phase !== 'connecting')
+                assert.ok(ours.length > 0, 'the log names the private directory');
               const left = (
                 (await uploadedFiles(emulator.kubeconfigPath, 'demo', 'web')) ?? []
-              ).filter((f) => !uploadsBefore.includes(f));
+              ).filter((f) => ours.some((d) => f.includes(d)));
               assert.deepEqual(left, [], 'the uploaded tcpdump is still there');
             }
           } finally {
@@ -446,7 +450,6 @@ describe('kill matrix on the emulated cluster', () => {
         const log = join(dir, `${name}.log`);
         const out = join(dir, `${name}.pcapng`);
         const load = startLoad(8);
-        const uploadsBefore = await manyUploads();
         let bg: Background & { save?: (file: string) => Promise<number> };
         const common = ['--log-level', 'debug', '--log-file', log];
         if (signal === 'SIGTERM') {
@@ -510,7 +513,10 @@ describe('kill matrix on the emulated cluster', () => {
               await untilTcpdumpsEnd(remote(), 20_000);
               await until(
                 'every upload of the killed run to remove itself',
-                async () => (await manyUploads()).every((f) => uploadsBefore.includes(f)),
+                async () => {
+                  const ours = privateDirs(log);
+                  return (await manyUploads()).every((f) => !ours.some((d) => f.includes(d)));
+                },
                 15_000,
               );
             }
@@ -521,7 +527,10 @@ describe('kill matrix on the emulated cluster', () => {
             assert.equal(bg.stderr().trim(), '', 'a stop is not an error');
             await until('no helper pod', () => ownHelpers().length === 0, 3000);
             await untilTcpdumpsEnd(remote(), 5000);
-            const left = (await manyUploads()).filter((f) => !uploadsBefore.includes(f));
+            const ours = privateDirs(log);
+            if (mode === 'unprivileged')
+              assert.ok(ours.length >= 2, 'the log names each pod’s private directory');
+            const left = (await manyUploads()).filter((f) => ours.some((d) => f.includes(d)));
             assert.deepEqual(left, [], 'an uploaded tcpdump is still there');
           }
           if (bg.save) await bg.save(out);
