@@ -28,7 +28,8 @@ import { lacksShell } from './upload.ts';
 // helper pod and the ephemeral container (the very objects a capture sends,
 // with dryRun=All: Pod Security, webhooks, quotas, the version's own rules),
 // the node, and the container itself (one exec: shell, user, capabilities, a
-// directory to upload into). Nothing is created. Each answer is a Check
+// directory to upload into), each as soon as what it depends on is known.
+// Nothing is created. Each answer is a Check
 // naming the modes it stops; mode-pick.ts draws the conclusions.
 
 type Request = Pick<CaptureRequest, 'helperNamespace' | 'helperImage' | 'helperTimeout'>;
@@ -48,6 +49,9 @@ export async function preflight(
   request: Request,
   signal: AbortSignal,
 ): Promise<Check[]> {
+  // The look into the container, the slowest answer, goes first: an exec needs
+  // nothing the other answers say (a denied one is told apart by its 403).
+  const looking = lookInside(kc, target, signal);
   const version = await orStop(serverVersion(kc), signal);
   const permissions = neededPermissions(target, request, version);
   const [node, answers] = await orStop(
@@ -70,7 +74,7 @@ export async function preflight(
       [
         denied('unprivileged', 'pods/exec')
           ? { checks: [skipped('shell in the container', 'exec is not allowed')] }
-          : lookInside(kc, target, signal),
+          : looking,
         denied('ephemeral', 'pods/ephemeralcontainers')
           ? skipped('ephemeral container admission (dry run)', 'adding one is not allowed')
           : ephemeralAdmission(kc, target, request),
