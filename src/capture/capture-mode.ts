@@ -31,7 +31,12 @@ export interface ModeContext {
   clock: StopClock;
   /** Where what the mode creates is noted, for a later process to remove after a kill. */
   record?: CreatedRecord | undefined;
-  /** The target node's architecture, or undefined when nodes can't be read. */
+  /**
+   * Rejects when the target runs on a Windows node. Read while the capture
+   * starts: a mode awaits it before its first change in the cluster.
+   */
+  linux: Promise<void>;
+  /** The target node's architecture (undefined when nodes can't be read); rejects as `linux`. */
   nodeArchitecture(): Promise<string | undefined>;
 }
 

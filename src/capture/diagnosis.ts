@@ -4,6 +4,7 @@ import { isSinglePod, parseTarget } from '../kube/target-spec.ts';
 import { type Check, chooseMode, type ModeVerdict, verdicts } from './mode-pick.ts';
 import { preflight } from './preflight.ts';
 import { type CaptureRequest, PLACEMENTS, type PlacementName } from './request.ts';
+import { orStop } from './stop-clock.ts';
 import { resolveTarget } from './target.ts';
 
 // `kubedump doctor`: the preflight of one pod, as data. The same checks
@@ -34,6 +35,7 @@ export async function diagnose(request: CaptureRequest, signal: AbortSignal): Pr
   let resolved: Awaited<ReturnType<typeof resolveTarget>>;
   try {
     resolved = await resolveTarget(kc, ref, signal);
+    await orStop(resolved.linux, signal);
   } catch (error) {
     // A Windows pod is a finding, not a failure of the doctor.
     if (!(error instanceof KubedumpError && error.code === 'WINDOWS_NODE')) throw error;

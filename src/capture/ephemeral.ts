@@ -8,6 +8,7 @@ import { HELPER_IDLE_SECONDS } from './helper-spec.ts';
 import { optionRow } from './options.ts';
 import { endHelperArgv, helperMainArgv } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
+import { orStop } from './stop-clock.ts';
 import { type ExecTarget, ensureTcpdump } from './upload.ts';
 
 // Ephemeral mode: a container of the helper image joins the target pod
@@ -64,6 +65,7 @@ export const ephemeralMode: CaptureMode = {
   name: 'ephemeral',
   async prepare(ctx: ModeContext): Promise<Placement> {
     const { kc, target, request, log, signal } = ctx;
+    await orStop(ctx.linux, signal);
     const pod = { namespace: target.namespace, name: target.pod };
     if (target.hostNetwork)
       log.info('the pod uses the node network: so does its ephemeral container');

@@ -26,7 +26,7 @@ import { netnsGuardPrefix } from './remote-scripts.ts';
 import type { CaptureRequest } from './request.ts';
 import { findPid } from './runtimes/find-pid.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
-import type { StopClock } from './stop-clock.ts';
+import { orStop, type StopClock } from './stop-clock.ts';
 import { ensureTcpdump } from './upload.ts';
 
 // Privileged mode: a helper pod on the target's node (hostPID, privileged)
@@ -42,6 +42,7 @@ export const privilegedMode: CaptureMode = {
   name: 'privileged',
   async prepare(ctx: ModeContext): Promise<Placement> {
     const { kc, target, request, log, signal, cleanup } = ctx;
+    await orStop(ctx.linux, signal);
     const what = `container ${target.container} of pod ${target.namespace}/${target.pod}`;
     const container = parseContainerId(target.containerId, what);
     const bridge = bridgeFor(container);

@@ -68,7 +68,7 @@ async function capture(
   const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
   const namespace = request.namespace || contextNamespace(kc);
   const ref = { namespace, pod: request.pod, container: request.container };
-  const { target, notices } = await resolveTarget(kc, ref, signal);
+  const { target, notices, linux } = await resolveTarget(kc, ref, signal);
   const notice = (line: string) => {
     log.warn(line);
     hooks.onNotice?.(line);
@@ -99,8 +99,9 @@ async function capture(
       cleanup,
       clock,
       record: hooks.record,
+      linux,
       nodeArchitecture: () =>
-        target.nodeName ? nodeArchitecture(kc, target.nodeName) : Promise.resolve(undefined),
+        linux.then(() => (target.nodeName ? nodeArchitecture(kc, target.nodeName) : undefined)),
     };
     const { mode, placement, remote } = await startTcpdump(ctx, notice);
 

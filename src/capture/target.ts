@@ -16,12 +16,14 @@ export async function resolveTarget(
   kc: KubeConfig,
   ref: { namespace: string; pod: string; container: string | undefined },
   signal: AbortSignal,
-): Promise<{ target: TargetContainer; notices: string[] }> {
+): Promise<{ target: TargetContainer; notices: string[]; linux: Promise<void> }> {
   // The API server may be slow or black-holed: a stop must not wait for it.
   const pod = await orStop(getPod(kc, { namespace: ref.namespace, name: ref.pod }), signal);
   const picked = pickContainer(pod, ref.container);
   requireRunning(picked);
-  await orStop(requireLinux(kc, picked), signal);
+  // Read beside what comes next: a mode awaits it before it changes anything.
+  const linux = requireLinux(kc, picked);
+  linux.catch(() => {}); // a stop may come before a mode asks
   const hostNetwork = hostNetworkNotice(picked);
   return {
     target: {
@@ -36,6 +38,7 @@ export async function resolveTarget(
         (pod.spec?.securityContext?.runAsUser ?? 0) !== 0,
     },
     notices: [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])],
+    linux,
   };
 }
 

@@ -172,7 +172,14 @@ export async function ensureTcpdump(
       : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
     await removeDirs(kc, target, dirs, log, ctx.clock.signal());
   });
-  const [nodeArch, probe] = await Promise.all([ctx.nodeArchitecture(), probing]);
+  // The probe runs beside the node's read; on a Windows node, that is the error to tell.
+  const [nodeArch, probe] = await Promise.all([
+    ctx.nodeArchitecture(),
+    probing.catch(async (error) => {
+      await ctx.nodeArchitecture();
+      throw error;
+    }),
+  ]);
   const arch: Arch | undefined = archFromNode(nodeArch ?? probe.arch);
   if (!arch) {
     throw new KubedumpError(

@@ -275,6 +275,71 @@ test('a pod on a Windows node fails at once, from the pod or from the node label
   }
 });
 
+test('a capture of a pod on a Windows node, in any mode, fails on the node and changes nothing', async () => {
+  // The node is read beside the first steps: the error must still be the node's,
+  // and no mode may create anything before it is known.
+  const changes: string[] = [];
+  const server = createServer((req, res) => {
+    if (req.method !== 'GET') changes.push(`${req.method} ${req.url}`);
+    res.setHeader('content-type', 'application/json');
+    if (req.url?.startsWith('/api/v1/nodes/n1')) {
+      const labels = { 'kubernetes.io/os': 'windows', 'kubernetes.io/arch': 'amd64' };
+      res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'n1', labels } }));
+    } else if (
+      req.url?.startsWith('/api/v1/namespaces/demo/pods/web?') ||
+      req.url === '/api/v1/namespaces/demo/pods/web'
+    ) {
+      res.end(JSON.stringify({ apiVersion: 'v1', kind: 'Pod', ...sidecarPod() }));
+    } else {
+      res.statusCode = 404;
+      res.end('{}');
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const dir = tmp('windows-capture');
+    const file = join(dir, 'kubeconfig');
+    writeFileSync(
+      file,
+      kubeconfigText(`http://127.0.0.1:${(server.address() as { port: number }).port}`),
+    );
+    for (const mode of ['unprivileged', 'ephemeral', 'privileged']) {
+      const ran = await run(
+        [
+          ...kubedumpCommand('source'),
+          'capture',
+          'web',
+          '-n',
+          'demo',
+          '--mode',
+          mode,
+          '-w',
+          join(dir, `${mode}.pcap`),
+        ],
+        {
+          env: {
+            ...process.env,
+            KUBECONFIG: file,
+            XDG_CONFIG_HOME: dir,
+            XDG_CACHE_HOME: dir,
+            XDG_STATE_HOME: dir,
+          },
+          timeoutMs: 20_000,
+        },
+      );
+      assert.equal(ran.code, 1, `${mode}: ${ran.stderr}`);
+      assert.match(
+        ran.stderr.trim(),
+        /^kubedump: pod demo\/web runs on Windows node n1: kubedump captures on Linux nodes only/,
+        mode,
+      );
+    }
+    assert.deepEqual(changes, [], 'nothing sent that changes the cluster');
+  } finally {
+    server.close();
+  }
+});
+
 // ---------------------------------------------------------------- misc ---
 
 test('KUBEDUMP_MAX_INTERFACES=0 means no limit, as 0 does for every other limit', () => {
