@@ -55,6 +55,33 @@ export const silentLogger: Logger = {
   close() {},
 };
 
+/**
+ * A logger whose lines wait until `release`, then go to `log` in order (with
+ * the time they were logged as `loggedAt`); from then on it writes through.
+ */
+export function heldLogger(log: Logger): { log: Logger; release(): void } {
+  let held: [Exclude<keyof Logger, 'close'>, string, Record<string, unknown>][] | undefined = [];
+  const entry =
+    (level: Exclude<keyof Logger, 'close'>) =>
+    (message: string, fields: Record<string, unknown> = {}) => {
+      if (held) held.push([level, message, { ...fields, loggedAt: new Date().toISOString() }]);
+      else log[level](message, fields);
+    };
+  return {
+    log: {
+      error: entry('error'),
+      warn: entry('warn'),
+      info: entry('info'),
+      debug: entry('debug'),
+      close() {},
+    },
+    release() {
+      for (const [level, message, fields] of held ?? []) log[level](message, fields);
+      held = undefined;
+    },
+  };
+}
+
 export function fileLogger(path: string, level: Level): Logger {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const fd = openSync(path, 'a', 0o600);

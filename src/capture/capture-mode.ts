@@ -60,4 +60,10 @@ export interface Placement {
 export interface CaptureMode {
   name: PlacementName;
   prepare(ctx: ModeContext): Promise<Placement>;
+  /**
+   * prepare in two steps, for a mode whose first step auto may run beside its
+   * preflight: that step starts now, every change it makes already on
+   * `ctx.cleanup`; the function returned does the rest of prepare.
+   */
+  begin?(ctx: ModeContext): () => Promise<Placement>;
 }

@@ -1,10 +1,11 @@
 import { errorLine, KubedumpError } from '../errors.ts';
+import { heldLogger } from '../log.ts';
 import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
-import { chooseMode, modeLine, nothingCanCapture } from './mode-pick.ts';
+import { type Check, chooseMode, modeLine, nothingCanCapture } from './mode-pick.ts';
 import { MODES } from './mode-registry.ts';
 import { preflight } from './preflight.ts';
 import { RemoteTcpdump } from './remote-tcpdump.ts';
-import type { PlacementName } from './request.ts';
+import { PLACEMENTS, type PlacementName } from './request.ts';
 import { disposeWithin, StopClock } from './stop-clock.ts';
 import { tcpdumpArgv } from './tcpdump-command.ts';
 
@@ -34,34 +35,44 @@ export async function startTcpdump(
 ): Promise<Started> {
   const { request, target, log } = ctx;
   if (request.mode !== 'auto') return startIn(MODES[request.mode], ctx);
-  const checks = await preflight(ctx.kc, target, request, ctx.signal);
+  // The cheapest mode begins beside the preflight (unprivileged: its probe),
+  // so that its first answer is in when it is picked; it is undone when not.
+  // Its log lines wait for the choice: the log starts with the mode line.
+  const cheapest = MODES[PLACEMENTS[0]];
+  const held = heldLogger(log);
+  const head = newAttempt({ ...ctx, log: held.log });
+  const begun = cheapest.begin?.(head.ctx);
+  let checks: Check[];
+  try {
+    checks = await preflight(ctx.kc, target, request, ctx.signal);
+  } catch (error) {
+    held.release();
+    ctx.cleanup.use(head.stack);
+    throw error;
+  }
   const { candidates, skipped } = chooseMode(checks);
   const pod = `${target.namespace}/${target.pod}`;
   const first = candidates[0];
   // The choice is the capture's first line; the checks behind it follow.
   if (first) notice(modeLine(first, pod, skipped));
   log.debug('preflight', { checks });
+  held.release();
+  if (first !== cheapest.name) await undo(head, log);
   if (!first) throw nothingCanCapture(checks, target);
   for (const [i, name] of candidates.entries()) {
-    // Each attempt undoes its own work, on its own clock: a failed one must
-    // not spend the capture's stop budget. A stop starts both.
-    const attempt = new AsyncDisposableStack();
-    const clock = new StopClock();
-    const startClock = () => clock.start();
-    ctx.signal.addEventListener('abort', startClock, { once: true });
+    const attempt = name === cheapest.name ? head : newAttempt(ctx);
     try {
-      const started = await startIn(MODES[name], { ...ctx, cleanup: attempt, clock });
-      ctx.cleanup.use(attempt);
+      const started = await startIn(MODES[name], attempt.ctx, attempt === head ? begun : undefined);
+      ctx.cleanup.use(attempt.stack);
       return started;
     } catch (error) {
       const next = candidates[i + 1];
       if (!next || ctx.signal.aborted || !fallsThrough(error)) {
-        ctx.cleanup.use(attempt);
+        ctx.cleanup.use(attempt.stack);
         throw error;
       }
-      ctx.signal.removeEventListener('abort', startClock);
       log.warn('mode failed at its start', { mode: name, error });
-      await disposeWithin(attempt, clock.remainingMs(), log);
+      await undo(attempt, log);
       skipped.push({ mode: name, why: `failed at its start: ${errorLine(error)}` });
       notice(modeLine(next, pod, skipped));
     }
@@ -69,13 +80,46 @@ export async function startTcpdump(
   throw new Error('unreachable: the last candidate either starts or throws');
 }
 
+/**
+ * One mode's try. Each undoes its own work, on its own clock: a failed one
+ * must not spend the capture's stop budget. A stop starts both.
+ */
+interface Attempt {
+  ctx: ModeContext;
+  stack: AsyncDisposableStack;
+  clock: StopClock;
+  forgetStop(): void;
+}
+
+function newAttempt(ctx: ModeContext): Attempt {
+  const stack = new AsyncDisposableStack();
+  const clock = new StopClock();
+  const startClock = () => clock.start();
+  ctx.signal.addEventListener('abort', startClock, { once: true });
+  return {
+    ctx: { ...ctx, cleanup: stack, clock },
+    stack,
+    clock,
+    forgetStop: () => ctx.signal.removeEventListener('abort', startClock),
+  };
+}
+
+async function undo(attempt: Attempt, log: ModeContext['log']): Promise<void> {
+  attempt.forgetStop();
+  await disposeWithin(attempt.stack, attempt.clock.remainingMs(), log);
+}
+
 function fallsThrough(error: unknown): boolean {
   return error instanceof KubedumpError && !FINAL.has(error.code);
 }
 
-async function startIn(mode: CaptureMode, ctx: ModeContext): Promise<Started> {
+async function startIn(
+  mode: CaptureMode,
+  ctx: ModeContext,
+  begun?: () => Promise<Placement>,
+): Promise<Started> {
   const { kc, request, log, signal, clock } = ctx;
-  const placement = await mode.prepare(ctx);
+  const placement = await (begun ? begun() : mode.prepare(ctx));
   signal.throwIfAborted();
   const { binary, where } = placement;
   const { iface, filter, snaplen } = request;

@@ -142,11 +142,23 @@ export interface Uploaded {
  * anyway) is registered before the upload: a stop during it must not leave
  * the file or its temporary behind.
  */
-export async function ensureTcpdump(
+export function ensureTcpdump(
   ctx: UploadContext,
   target: ExecTarget,
   options: { keep: boolean; remove?: boolean },
 ): Promise<Uploaded> {
+  return beginTcpdump(ctx, target, options)();
+}
+
+/**
+ * ensureTcpdump in two steps: the probe starts now (its removal is on
+ * `ctx.cleanup` at once); the function returned finishes the upload.
+ */
+export function beginTcpdump(
+  ctx: UploadContext,
+  target: ExecTarget,
+  options: { keep: boolean; remove?: boolean },
+): () => Promise<Uploaded> {
   const { kc, log, signal } = ctx;
   const tag = randomBytes(8).toString('hex');
   // Names the directory before it exists: a run stopped mid-probe can still be told apart.
@@ -162,6 +174,7 @@ export async function ensureTcpdump(
       throw error;
     },
   );
+  probing.catch(() => {}); // the second step may never be asked for
   // Registered before the answer: a stop may come between the probe making
   // the directory and our hearing which one it made.
   const remove = options.remove ?? true;
@@ -172,6 +185,15 @@ export async function ensureTcpdump(
       : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
     await removeDirs(kc, target, dirs, log, ctx.clock.signal());
   });
+  return () => finishUpload(ctx, target, probing);
+}
+
+async function finishUpload(
+  ctx: UploadContext,
+  target: ExecTarget,
+  probing: Promise<ProbeResult>,
+): Promise<Uploaded> {
+  const { kc, log, signal } = ctx;
   // The probe runs beside the node's read; on a Windows node, that is the error to tell.
   const [nodeArch, probe] = await Promise.all([
     ctx.nodeArchitecture(),
