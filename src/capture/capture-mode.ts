@@ -1,6 +1,7 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { CreatedRecord } from './created-record.ts';
+import type { ContainerLook } from './remote-scripts.ts';
 import type { CaptureRequest, PlacementName } from './request.ts';
 import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
@@ -63,7 +64,14 @@ export interface CaptureMode {
   /**
    * prepare in two steps, for a mode whose first step auto may run beside its
    * preflight: that step starts now, every change it makes already on
-   * `ctx.cleanup`; the function returned does the rest of prepare.
+   * `ctx.cleanup`.
    */
-  begin?(ctx: ModeContext): () => Promise<Placement>;
+  begin?(ctx: ModeContext): Begun;
+}
+
+export interface Begun {
+  /** What the first step learns of the container, for the preflight to use. */
+  look?: Promise<ContainerLook>;
+  /** The rest of prepare. */
+  finish(): Promise<Placement>;
 }

@@ -44,7 +44,7 @@ export async function startTcpdump(
   const begun = cheapest.begin?.(head.ctx);
   let checks: Check[];
   try {
-    checks = await preflight(ctx.kc, target, request, ctx.signal);
+    checks = await preflight(ctx.kc, target, request, ctx.signal, begun?.look);
   } catch (error) {
     held.release();
     ctx.cleanup.use(head.stack);
@@ -62,7 +62,11 @@ export async function startTcpdump(
   for (const [i, name] of candidates.entries()) {
     const attempt = name === cheapest.name ? head : newAttempt(ctx);
     try {
-      const started = await startIn(MODES[name], attempt.ctx, attempt === head ? begun : undefined);
+      const started = await startIn(
+        MODES[name],
+        attempt.ctx,
+        attempt === head ? begun?.finish : undefined,
+      );
       ctx.cleanup.use(attempt.stack);
       return started;
     } catch (error) {

@@ -48,10 +48,17 @@ export async function preflight(
   target: TargetContainer,
   request: Request,
   signal: AbortSignal,
+  /** The container as a probe already running saw it; when it found nothing, the look is asked anew. */
+  seen?: Promise<ContainerLook>,
 ): Promise<Check[]> {
   // The look into the container, the slowest answer, goes first: an exec needs
   // nothing the other answers say (a denied one is told apart by its 403).
-  const looking = lookInside(kc, target, signal);
+  const looking = seen
+    ? seen.then(
+        (look) => lookChecks(target, look),
+        () => lookInside(kc, target, signal),
+      )
+    : lookInside(kc, target, signal);
   const version = await orStop(serverVersion(kc), signal);
   const permissions = neededPermissions(target, request, version);
   const [node, answers] = await orStop(
@@ -238,6 +245,14 @@ async function lookInside(
       ],
     };
   }
+  return lookChecks(target, look);
+}
+
+/** The checks a look into the container answers. */
+function lookChecks(target: TargetContainer, look: ContainerLook): LookChecks {
+  const container = `container "${target.container}"`;
+  const shell = 'shell in the container';
+  const todo = 'use ephemeral or privileged mode, which need nothing in the container';
   const user = look.uid === undefined ? 'an unknown user' : `uid ${look.uid}`;
   const capture = canCapturePackets(look);
   return {

@@ -17,7 +17,11 @@ export const PRIVATE_DIR_PREFIX = '.kubedump-';
 
 // $1 tag (random), $2 keep (yes/no), $3..$6 name and sha256 for amd64, arm64.
 // A kept directory is trusted only when it is ours, not a link, and 0700.
+// The reply ends with the user and effective capabilities, as the container
+// look's does: auto's preflight reads them from here when the probe runs.
 const PROBE = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; shift 6
+u=-; c=-
+while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null
 arch=$(uname -m 2>/dev/null)
 case $arch in x86_64|amd64) name=$n64; sum=$s64 ;; aarch64|arm64) name=$na; sum=$sa ;; *) name=; sum= ;; esac
 if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
@@ -32,16 +36,16 @@ for d in "$@"; do
     fi
     if [ -n "$p" ] && [ -n "$name" ] && [ -f "$p/$name" ] && command -v sha256sum >/dev/null 2>&1; then
       s=$(sha256sum "$p/$name" 2>/dev/null); s=\${s%% *}
-      if [ "$s" = "$sum" ]; then echo "present $p $arch $tar"; exit 0; fi
+      if [ "$s" = "$sum" ]; then echo "present $p $arch $tar $u $c"; exit 0; fi
     fi
   fi
   if [ -z "$p" ]; then p="$b/.kubedump-$tag"; mkdir -m 700 "$p" 2>/dev/null || continue; fi
   if printf '#!/bin/sh\\nexit 0\\n' >"$p/probe" 2>/dev/null && chmod 700 "$p/probe" 2>/dev/null && "$p/probe" 2>/dev/null; then
-    rm -f "$p/probe"; echo "absent $p $arch $tar"; exit 0
+    rm -f "$p/probe"; echo "absent $p $arch $tar $u $c"; exit 0
   fi
   rm -rf "$p" 2>/dev/null
 done
-echo "nowhere - $arch $tar"`;
+echo "nowhere - $arch $tar $u $c"`;
 
 /** An upload whose payload stops growing this long removes itself. */
 export const UPLOAD_STALL_S = 10;
@@ -82,10 +86,14 @@ export interface ProbeResult {
   dir: string;
   arch: string;
   hasTar: boolean;
+  /** The container's user and effective capabilities, undefined when unreadable. */
+  uid: number | undefined;
+  capEff: bigint | undefined;
 }
 
 export function parseProbe(output: string): ProbeResult | undefined {
-  const match = /^(present|absent|nowhere) (\S+) (\S*) (yes|no)$/m.exec(output);
+  const match =
+    /^(present|absent|nowhere) (\S+) (\S*) (yes|no) (\d+|-) ([0-9a-fA-F]{1,16}|-)$/m.exec(output);
   if (!match) return undefined;
   const dir = match[2] as string;
   // Only a directory the probe made may be written to, executed from, removed.
@@ -95,6 +103,20 @@ export function parseProbe(output: string): ProbeResult | undefined {
     dir,
     arch: match[3] as string,
     hasTar: match[4] === 'yes',
+    uid: match[5] === '-' ? undefined : Number(match[5]),
+    capEff: match[6] === '-' ? undefined : BigInt(`0x${match[6]}`),
+  };
+}
+
+/** What a probe that made its directory says of the container, as the container look says it. */
+export function lookOfProbe(probe: ProbeResult): ContainerLook {
+  const parent = probe.dir.slice(0, probe.dir.lastIndexOf('/')) || '/';
+  return {
+    uid: probe.uid,
+    capEff: probe.capEff,
+    arch: probe.arch || undefined,
+    hasTar: probe.hasTar,
+    uploadDir: probe.state === 'nowhere' ? undefined : parent,
   };
 }
 

@@ -147,18 +147,18 @@ export function ensureTcpdump(
   target: ExecTarget,
   options: { keep: boolean; remove?: boolean },
 ): Promise<Uploaded> {
-  return beginTcpdump(ctx, target, options)();
+  return beginTcpdump(ctx, target, options).finish();
 }
 
 /**
  * ensureTcpdump in two steps: the probe starts now (its removal is on
- * `ctx.cleanup` at once); the function returned finishes the upload.
+ * `ctx.cleanup` at once); `finish` does the upload.
  */
 export function beginTcpdump(
   ctx: UploadContext,
   target: ExecTarget,
   options: { keep: boolean; remove?: boolean },
-): () => Promise<Uploaded> {
+): { probe: Promise<ProbeResult>; finish: () => Promise<Uploaded> } {
   const { kc, log, signal } = ctx;
   const tag = randomBytes(8).toString('hex');
   // Names the directory before it exists: a run stopped mid-probe can still be told apart.
@@ -174,7 +174,7 @@ export function beginTcpdump(
       throw error;
     },
   );
-  probing.catch(() => {}); // the second step may never be asked for
+  probing.catch(() => {}); // neither step may be asked for
   // Registered before the answer: a stop may come between the probe making
   // the directory and our hearing which one it made.
   const remove = options.remove ?? true;
@@ -185,7 +185,7 @@ export function beginTcpdump(
       : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
     await removeDirs(kc, target, dirs, log, ctx.clock.signal());
   });
-  return () => finishUpload(ctx, target, probing);
+  return { probe: probing, finish: () => finishUpload(ctx, target, probing) };
 }
 
 async function finishUpload(

@@ -22,6 +22,7 @@ import {
   HELPER_MAIN,
   isPrivateDir,
   killArgv,
+  lookOfProbe,
   parseProbe,
   parseSurvey,
   probeArgv,
@@ -330,6 +331,17 @@ for (const [name, shell] of SHELLS) {
       assert.ok(parsed, stdout);
       assert.equal(parsed.state, 'absent');
       assert.equal(parsed.dir, `/tmp/.kubedump-${tag}`);
+      // It says what the container look says: user, capabilities, where uploads go.
+      const status = readFileSync('/proc/self/status', 'utf8');
+      assert.equal(parsed.uid, process.getuid?.());
+      assert.equal(parsed.capEff, BigInt(`0x${/^CapEff:\s*(\S+)/m.exec(status)?.[1]}`));
+      assert.deepEqual(lookOfProbe(parsed), {
+        uid: parsed.uid,
+        capEff: parsed.capEff,
+        arch: process.arch === 'x64' ? 'x86_64' : 'aarch64',
+        hasTar: parsed.hasTar,
+        uploadDir: '/tmp',
+      });
       try {
         const st = statSync(parsed.dir);
         assert.ok(st.isDirectory());
