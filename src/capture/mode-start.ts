@@ -44,7 +44,10 @@ export async function startTcpdump(
   const begun = cheapest.begin?.(head.ctx);
   let checks: Check[];
   try {
-    checks = await preflight(ctx.kc, target, request, ctx.signal, begun?.look);
+    checks = await preflight(ctx.kc, target, request, ctx.signal, {
+      seen: begun?.look,
+      cheapestFirst: true,
+    });
   } catch (error) {
     held.release();
     ctx.cleanup.use(head.stack);

@@ -9,7 +9,7 @@ import { nodeFacts } from '../kube/pods.ts';
 import { archFromNode } from '../tcpdump/index.ts';
 import type { TargetContainer } from './capture-mode.ts';
 import { ephemeralContainer, ephemeralFailure } from './ephemeral.ts';
-import type { Check } from './mode-pick.ts';
+import { type Check, chooseMode } from './mode-pick.ts';
 import { creationFailure, helperPodFor } from './privileged.ts';
 import {
   type ContainerLook,
@@ -18,7 +18,7 @@ import {
   parseContainerLook,
   UPLOAD_DIRS,
 } from './remote-scripts.ts';
-import type { CaptureRequest, PlacementName } from './request.ts';
+import { type CaptureRequest, PLACEMENTS, type PlacementName } from './request.ts';
 import { bridgeFor, parseContainerId } from './runtimes/index.ts';
 import { orStop } from './stop-clock.ts';
 import { lacksShell } from './upload.ts';
@@ -48,9 +48,14 @@ export async function preflight(
   target: TargetContainer,
   request: Request,
   signal: AbortSignal,
-  /** The container as a probe already running saw it; when it found nothing, the look is asked anew. */
-  seen?: Promise<ContainerLook>,
+  options: {
+    /** The container as a probe already running saw it; when it found nothing, the look is asked anew. */
+    seen?: Promise<ContainerLook> | undefined;
+    /** A capture's preflight: when the cheapest mode can capture, the dry runs are not asked. */
+    cheapestFirst?: boolean;
+  } = {},
 ): Promise<Check[]> {
+  const { seen } = options;
   // The look into the container, the slowest answer, goes first: an exec needs
   // nothing the other answers say (a denied one is told apart by its 403).
   const looking = seen
@@ -76,12 +81,32 @@ export async function preflight(
         p.blocks.includes(mode) &&
         (resource === undefined || p.resource === resource),
     );
+  const lookChecked: Promise<LookChecks> | LookChecks = denied('unprivileged', 'pods/exec')
+    ? { checks: [skipped('shell in the container', 'exec is not allowed')] }
+    : looking;
+  const checks = (look: LookChecks, ephemeral: Check, helper: Check): Check[] => [
+    nodeCheck(target, node, look.look),
+    networkCheck(target),
+    ...rbac,
+    ...look.checks,
+    ephemeral,
+    helper,
+    runtimeCheck(target),
+  ];
+  if (options.cheapestFirst) {
+    const notAsked = (check: string) =>
+      skipped(check, `not asked: ${PLACEMENTS[0]} mode can capture`);
+    const enough = checks(
+      await orStop(Promise.resolve(lookChecked), signal),
+      notAsked('ephemeral container admission (dry run)'),
+      notAsked('helper pod admission (dry run)'),
+    );
+    if (chooseMode(enough).candidates[0] === PLACEMENTS[0]) return enough;
+  }
   const [look, ephemeral, helper] = await orStop(
     Promise.all<[Promise<LookChecks> | LookChecks, Promise<Check> | Check, Promise<Check> | Check]>(
       [
-        denied('unprivileged', 'pods/exec')
-          ? { checks: [skipped('shell in the container', 'exec is not allowed')] }
-          : looking,
+        lookChecked,
         denied('ephemeral', 'pods/ephemeralcontainers')
           ? skipped('ephemeral container admission (dry run)', 'adding one is not allowed')
           : ephemeralAdmission(kc, target, request),
@@ -92,15 +117,7 @@ export async function preflight(
     ),
     signal,
   );
-  return [
-    nodeCheck(target, node, look.look),
-    networkCheck(target),
-    ...rbac,
-    ...look.checks,
-    ephemeral,
-    helper,
-    runtimeCheck(target),
-  ];
+  return checks(look, ephemeral, helper);
 }
 
 /** WebSocket exec is authorised as `get pods/exec` before Kubernetes 1.30, as `create` from 1.30. */
