@@ -35,7 +35,7 @@ export async function diagnose(request: CaptureRequest, signal: AbortSignal): Pr
   let resolved: Awaited<ReturnType<typeof resolveTarget>>;
   try {
     resolved = await resolveTarget(kc, ref, signal);
-    await orStop(resolved.linux, signal);
+    await orStop(resolved.node.linux, signal);
   } catch (error) {
     // A Windows pod is a finding, not a failure of the doctor.
     if (!(error instanceof KubedumpError && error.code === 'WINDOWS_NODE')) throw error;

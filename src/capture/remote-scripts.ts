@@ -8,6 +8,11 @@ import { isContainerId, validPid } from './runtimes/bridge.ts';
 // ash, bash); the unit tests remote-scripts and cgroup-scan run them under
 // dash and busybox.
 
+// Sets $u (the user id) and $c (the effective capabilities, hex), "-" when
+// /proc/self/status cannot be read: the probe and the container look both say them.
+const READ_USER = `u=-; c=-
+while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null`;
+
 // -------- Upload: the probe that makes the run's private directory, and the extract.
 
 export const UPLOAD_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run', '/home', '/'];
@@ -20,8 +25,7 @@ export const PRIVATE_DIR_PREFIX = '.kubedump-';
 // The reply ends with the user and effective capabilities, as the container
 // look's does: auto's preflight reads them from here when the probe runs.
 const PROBE = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; shift 6
-u=-; c=-
-while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null
+${READ_USER}
 arch=$(uname -m 2>/dev/null)
 case $arch in x86_64|amd64) name=$n64; sum=$s64 ;; aarch64|arm64) name=$na; sum=$sa ;; *) name=; sum= ;; esac
 if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
@@ -160,8 +164,7 @@ export function extractArgv(size: number, dir: string, name: string, tar: boolea
 // whether tar exists, and the first directory where a private directory can
 // be made and a file executed there (removed at once), or "-".
 const CONTAINER_LOOK = `tag=$1; shift
-u=-; c=-
-while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null
+${READ_USER}
 arch=$(uname -m 2>/dev/null); arch=\${arch:--}
 if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
 w=-

@@ -1,7 +1,6 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
-import { nodeArchitecture } from '../kube/pods.ts';
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
@@ -57,6 +56,25 @@ export async function runCapture(
   }
 }
 
+/**
+ * A capture's one stop: the first reason wins (the caller's signal, a limit,
+ * the output or tcpdump ending) and starts the stop budget's clock.
+ */
+function captureStop(signal: AbortSignal) {
+  const clock = new StopClock();
+  const stopping = new AbortController();
+  const stop = (why: CaptureSummary['ended']) => {
+    if (stopping.signal.aborted) return;
+    clock.start();
+    stopping.abort(why);
+  };
+  const onSignal = () => stop('stopped');
+  signal.addEventListener('abort', onSignal, { once: true });
+  if (signal.aborted) stop('stopped');
+  const forget = () => signal.removeEventListener('abort', onSignal);
+  return { clock, stopping, stop, forget };
+}
+
 async function capture(
   request: PodCaptureRequest,
   sink: Writable,
@@ -68,24 +86,13 @@ async function capture(
   const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
   const namespace = request.namespace || contextNamespace(kc);
   const ref = { namespace, pod: request.pod, container: request.container };
-  const { target, notices, linux } = await resolveTarget(kc, ref, signal);
+  const { target, notices, node } = await resolveTarget(kc, ref, signal);
   const notice = (line: string) => {
     log.warn(line);
     hooks.onNotice?.(line);
   };
   for (const line of notices) notice(line);
-
-  const clock = new StopClock();
-  const stopping = new AbortController();
-  const stop = (why: CaptureSummary['ended']) => {
-    if (stopping.signal.aborted) return;
-    clock.start();
-    stopping.abort(why);
-  };
-  const onSignal = () => stop('stopped');
-  signal.addEventListener('abort', onSignal, { once: true });
-  if (signal.aborted) stop('stopped');
-
+  const { clock, stopping, stop, forget } = captureStop(signal);
   const cleanup = new AsyncDisposableStack();
   let succeeded = false;
   const framer = new PcapFramer({ maxPackets: request.maxPackets, onLimit: () => stop('limit') });
@@ -99,9 +106,7 @@ async function capture(
       cleanup,
       clock,
       record: hooks.record,
-      linux,
-      nodeArchitecture: () =>
-        linux.then(() => (target.nodeName ? nodeArchitecture(kc, target.nodeName) : undefined)),
+      ...node,
     };
     const { mode, placement, remote } = await startTcpdump(ctx, notice);
 
@@ -142,7 +147,7 @@ async function capture(
     const ended = stopping.signal.reason as CaptureSummary['ended'];
     return { packets: framer.packets, bytes: framer.bytes, ended };
   } finally {
-    signal.removeEventListener('abort', onSignal);
+    forget();
     // A failure before any byte leaves the output to the caller, which
     // reports the error its own way (extcap: stderr, then close the fifo).
     if (succeeded || framer.header) await finishOutput(sink, framer, request).catch(() => {});

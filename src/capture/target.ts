@@ -2,11 +2,12 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import {
   getPod,
   hostNetworkNotice,
+  nodeArchitecture,
   pickContainer,
   requireLinux,
   requireRunning,
 } from '../kube/pods.ts';
-import type { TargetContainer } from './capture-mode.ts';
+import type { ModeContext, TargetContainer } from './capture-mode.ts';
 import { orStop, STOP_BUDGET_MS } from './stop-clock.ts';
 
 // The container a capture is about, read from the API server, with the
@@ -16,7 +17,11 @@ export async function resolveTarget(
   kc: KubeConfig,
   ref: { namespace: string; pod: string; container: string | undefined },
   signal: AbortSignal,
-): Promise<{ target: TargetContainer; notices: string[]; linux: Promise<void> }> {
+): Promise<{
+  target: TargetContainer;
+  notices: string[];
+  node: Pick<ModeContext, 'linux' | 'nodeArchitecture'>;
+}> {
   // The API server may be slow or black-holed: a stop must not wait for it.
   const pod = await orStop(getPod(kc, { namespace: ref.namespace, name: ref.pod }), signal);
   const picked = pickContainer(pod, ref.container);
@@ -38,7 +43,11 @@ export async function resolveTarget(
         (pod.spec?.securityContext?.runAsUser ?? 0) !== 0,
     },
     notices: [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])],
-    linux,
+    node: {
+      linux,
+      nodeArchitecture: () =>
+        linux.then(() => (picked.nodeName ? nodeArchitecture(kc, picked.nodeName) : undefined)),
+    },
   };
 }
 
