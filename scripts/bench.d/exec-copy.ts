@@ -1,14 +1,15 @@
 // Benchmark 3's harness: runs a command in a pod through kubedump's exec
 // pipeline (src/kube/exec.ts openExec, the same code a capture streams
-// through) and writes its stdout to a local file, with backpressure. It is
+// through) and writes its stdout to a local file through the output
+// `kubedump capture -w FILE` writes through (src/output.ts), with backpressure. It is
 // bundled as the executable is (scripts/sea/bundle.mjs) and timed as a whole
 // process, start-up included, as kubectl is.
 // Usage: node exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE -- COMMAND...
 // Prints one JSON line: {bytes, protocol, exitCode}.
-import { createWriteStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import { loadKubeConfig } from '../../src/kube/config.ts';
 import { openExec } from '../../src/kube/exec.ts';
+import { openOutput } from '../../src/output.ts';
 
 async function main(): Promise<void> {
   const [kubeconfig, namespace, pod, outfile, dashes, ...command] = process.argv.slice(2);
@@ -22,7 +23,7 @@ async function main(): Promise<void> {
   session.stdout.on('data', (chunk: Buffer) => {
     bytes += chunk.length;
   });
-  await pipeline(session.stdout, createWriteStream(outfile));
+  await pipeline(session.stdout, openOutput(outfile, 0o644));
   const result = await session.result;
   session.close();
   console.log(JSON.stringify({ bytes, protocol: session.protocol, exitCode: result.exitCode }));

@@ -1,4 +1,4 @@
-import { createWriteStream, writeSync } from 'node:fs';
+import { writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import type { Argv, Options } from 'yargs';
 import {
@@ -11,7 +11,7 @@ import {
 } from '../capture/options.ts';
 import { KubedumpError } from '../errors.ts';
 import { openLog } from '../log.ts';
-import { fdStream } from './fd-output.ts';
+import { fdStream, openOutput } from '../output.ts';
 
 // `kubedump capture POD [expression..]`: its options are the rows of the
 // options table, plus where the packets go (-w).
@@ -89,7 +89,7 @@ export async function captureCommand(
   const words = expression.map(String).join(' ');
   const request = captureRequest(raw, 'cli', [words]);
   const log = openLog(logSettings(raw, 'cli'));
-  const output = target === '-' ? fdStream(1) : createWriteStream(target, { mode: 0o644 });
+  const output = target === '-' ? fdStream(1) : openOutput(target, 0o644);
   output.on('error', () => {}); // EPIPE from a closed reader is a stop
   const onProgress = progressPrinter();
   // Loaded here, not at startup: it brings the Kubernetes client, which

@@ -1,14 +1,14 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { open } from 'node:fs/promises';
+import type { Writable } from 'node:stream';
+import { openOutput } from '../output.ts';
 
 // Wireshark's dumpcap waits on the fifo, with no timeout, for a pcap header.
 // A capture that fails must therefore still open and close the fifo, after
 // writing its reason to stderr, or tshark hangs forever.
 
-/** Opens the fifo for writing. Each chunk becomes one write(2): no buffering. */
-export function openFifo(path: string): WriteStream {
-  // 'w' does not truncate a fifo; the open completes once dumpcap reads.
-  return createWriteStream(path, { flags: 'w', highWaterMark: 256 * 1024 });
+/** Opens the fifo for writing; the open completes once dumpcap reads. */
+export function openFifo(path: string): Writable {
+  return openOutput(path);
 }
 
 /**

@@ -1,16 +1,17 @@
-import type { IncomingMessage } from 'node:http';
+import type { RequestOptions } from 'node:https';
 import { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { KubeConfig } from '@kubernetes/client-node';
-import WebSocket from 'ws';
 import { KubedumpError } from '../errors.ts';
 import { forbiddenError, parseStatus } from './api-errors.ts';
+import { type ChannelSocket, connectChannelSocket, OPEN, UpgradeRefused } from './websocket.ts';
 
 // pods/exec over WebSocket. One options object in, a session out whose
 // `result` settles when the remote process ends or the socket closes.
 // Unlike client-node's Exec: stdout honours backpressure (the socket is paused
-// while the reader is full), errors after the upgrade are reported, and the
-// negotiated protocol is visible because v4 cannot end stdin.
+// while the reader is full) and carries the socket's own bytes (no copy per
+// frame), errors after the upgrade are reported, and the negotiated protocol
+// is visible because v4 cannot end stdin.
 
 const STDIN = 0;
 const STDOUT = 1;
@@ -56,11 +57,11 @@ export class ExecSession {
   readonly protocol: string;
   readonly stdout: Readable;
   readonly result: Promise<ExecResult>;
-  readonly #ws: WebSocket;
+  readonly #ws: ChannelSocket;
   /** When the server last gave a sign of life. */
   #heard = Date.now();
 
-  constructor(ws: WebSocket, options: ExecOptions) {
+  constructor(ws: ChannelSocket, options: ExecOptions) {
     this.#ws = ws;
     this.protocol = ws.protocol;
     let stderr = Buffer.alloc(0);
@@ -68,18 +69,19 @@ export class ExecSession {
     let message: string | undefined;
     const stdout = new Readable({ read: () => ws.isPaused && ws.resume() });
     this.stdout = stdout;
-    ws.on('message', (data: Buffer) => {
+    let status: Buffer[] = [];
+    ws.on('data', (channel: number, payload: Buffer, last: boolean) => {
       this.#heard = Date.now();
-      const channel = data[0];
-      const payload = data.subarray(1);
       if (channel === STDOUT) {
-        if (!stdout.push(payload)) ws.pause();
+        if (payload.length > 0 && !stdout.push(payload)) ws.pause();
       } else if (channel === STDERR) {
         options.onStderr?.(payload);
         stderr = Buffer.concat([stderr, payload]);
         if (stderr.length > STDERR_KEEP) stderr = stderr.subarray(stderr.length - STDERR_KEEP);
       } else if (channel === STATUS) {
-        ({ exitCode, message } = exitFromStatus(payload.toString('utf8')));
+        status.push(payload);
+        if (last) ({ exitCode, message } = exitFromStatus(Buffer.concat(status).toString('utf8')));
+        if (last) status = [];
       }
     });
     const alive = () => {
@@ -93,7 +95,7 @@ export class ExecSession {
         ws.terminate();
         return;
       }
-      if (ws.readyState === WebSocket.OPEN) ws.ping();
+      if (ws.readyState === OPEN) ws.ping();
     }, options.pingMs ?? PING_MS);
     pinger.unref();
     this.result = new Promise((resolve) => {
@@ -105,6 +107,7 @@ export class ExecSession {
       ws.once('close', finish);
       ws.on('error', () => ws.terminate());
     });
+    ws.start();
   }
 
   get canEndStdin(): boolean {
@@ -117,7 +120,7 @@ export class ExecSession {
     frame[0] = STDIN;
     frame.set(data, 1);
     return new Promise((resolve, reject) => {
-      this.#ws.send(frame, { binary: true }, (error) => {
+      this.#ws.send(frame, (error) => {
         if (error) return reject(error);
         // A big write the kernel took means the server acknowledged earlier
         // bytes; pongs may queue behind an upload on a slow link meanwhile.
@@ -131,16 +134,13 @@ export class ExecSession {
   endStdin(): Promise<void> {
     if (!this.canEndStdin) throw new Error(`cannot end stdin over ${this.protocol}`);
     return new Promise((resolve, reject) => {
-      this.#ws.send(Buffer.from([CLOSE, STDIN]), { binary: true }, (e) =>
-        e ? reject(e) : resolve(),
-      );
+      this.#ws.send(Buffer.from([CLOSE, STDIN]), (e) => (e ? reject(e) : resolve()));
     });
   }
 
   /** Closes the socket. The remote process keeps running: stop it by PID first. */
   close(): void {
-    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000);
-    else if (this.#ws.readyState === WebSocket.CONNECTING) this.#ws.terminate();
+    if (this.#ws.readyState === OPEN) this.#ws.close(1000);
     setTimeout(() => this.#ws.terminate(), 500).unref();
   }
 }
@@ -202,12 +202,6 @@ export function execUrl(server: string, options: ExecOptions): string {
   return url.toString();
 }
 
-async function readBody(res: IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of res) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks).toString('utf8').slice(0, 4096);
-}
-
 function target(options: ExecOptions): string {
   const container = options.container ? ` container ${options.container}` : '';
   return `pod ${options.namespace}/${options.pod}${container}`;
@@ -217,41 +211,29 @@ function target(options: ExecOptions): string {
 export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<ExecSession> {
   const cluster = kc.getCurrentCluster();
   if (!cluster) throw new KubedumpError('NO_CLUSTER', 'the kubeconfig names no cluster');
-  const wsOptions: WebSocket.ClientOptions = { perMessageDeflate: false, handshakeTimeout: 15000 };
-  await kc.applyToHTTPSOptions(wsOptions);
+  const https: RequestOptions = {};
+  await kc.applyToHTTPSOptions(https);
   options.signal?.throwIfAborted();
-  const ws = new WebSocket(
-    execUrl(cluster.server, options),
-    [...(options.protocols ?? PROTOCOLS)],
-    wsOptions,
-  );
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      ws.terminate();
-      reject(new KubedumpError('ABORTED', `exec in ${target(options)}: stopped`));
-    };
-    options.signal?.addEventListener('abort', onAbort, { once: true });
-    const settle = () => options.signal?.removeEventListener('abort', onAbort);
-    ws.once('open', () => {
-      settle();
-      resolve(new ExecSession(ws, options));
+  try {
+    const ws = await connectChannelSocket(
+      execUrl(cluster.server, options),
+      options.protocols ?? PROTOCOLS,
+      { ...https, handshakeTimeout: 15000, signal: options.signal },
+    );
+    return new ExecSession(ws, options);
+  } catch (error) {
+    if (options.signal?.aborted) {
+      throw new KubedumpError('ABORTED', `exec in ${target(options)}: stopped`);
+    }
+    if (error instanceof UpgradeRefused) {
+      throw refusal(error.statusCode, parseStatus(error.body)?.message, options);
+    }
+    const said = (error as Error).message;
+    throw new KubedumpError('CLUSTER_UNREACHABLE', `exec in ${target(options)}: ${said}`, {
+      hint: 'check the network, the cluster and the kubeconfig context',
+      cause: error,
     });
-    ws.once('unexpected-response', async (_req, res) => {
-      settle();
-      const body = parseStatus(await readBody(res).catch(() => ''));
-      ws.terminate();
-      reject(refusal(res.statusCode ?? 0, body?.message, options));
-    });
-    ws.once('error', (error) => {
-      settle();
-      reject(
-        new KubedumpError('CLUSTER_UNREACHABLE', `exec in ${target(options)}: ${error.message}`, {
-          hint: 'check the network, the cluster and the kubeconfig context',
-          cause: error,
-        }),
-      );
-    });
-  });
+  }
 }
 
 function refusal(code: number, said: string | undefined, options: ExecOptions): KubedumpError {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
-import type WebSocket from 'ws';
 import { ExecSession, exitFromStatus } from '../../src/kube/exec.ts';
+import type { ChannelSocket } from '../../src/kube/websocket.ts';
 
 // The exec session over a socket that is not a network: the channel framing
 // of v4/v5, backpressure, stdin, errors after open and silence.
@@ -27,7 +27,8 @@ class FakeSocket extends EventEmitter {
   ping() {
     this.pings++;
   }
-  send(data: Buffer, _options: unknown, callback: (error?: Error) => void) {
+  start() {}
+  send(data: Buffer, callback: (error?: Error) => void) {
     this.sent.push(Buffer.from(data));
     callback();
   }
@@ -39,9 +40,9 @@ class FakeSocket extends EventEmitter {
     this.terminated = true;
     this.close();
   }
-  /** A frame from the server on `channel`. */
+  /** A whole message from the server on `channel`. */
   frame(channel: number, payload: string | Buffer) {
-    this.emit('message', Buffer.concat([Buffer.from([channel]), Buffer.from(payload)]));
+    this.emit('data', channel, Buffer.from(payload), true);
   }
 }
 
@@ -50,7 +51,7 @@ function session(
   options: Partial<ConstructorParameters<typeof ExecSession>[1]> = {},
 ) {
   const ws = new FakeSocket(protocol);
-  const exec = new ExecSession(ws as unknown as WebSocket, {
+  const exec = new ExecSession(ws as unknown as ChannelSocket, {
     namespace: 'demo',
     pod: 'web',
     command: ['true'],
