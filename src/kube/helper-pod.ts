@@ -1,6 +1,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
+import { watchUntil } from './watch.ts';
 
 // Short-lived helper pods: create one from a spec, wait until it runs (or say
 // in one line why it never will), list them by label with the server's time,
@@ -123,12 +124,19 @@ export function podProgress(pod: V1Pod): PodProgress {
 export interface WaitOptions {
   timeoutMs: number;
   signal?: AbortSignal | undefined;
+  /** How often to read the pod when it cannot be watched. */
   pollMs?: number;
 }
 
+/** While watching works, a read now and then only backs it up. */
+const POLL_WHILE_WATCHING_MS = 1000;
+
 /**
- * Polls until the pod runs. Throws KubedumpError: IMAGE_PULL (with the image
- * in `cause`), CONTAINER_FAILED, POD_ENDED, UNSCHEDULABLE, POD_START_TIMEOUT, ABORTED.
+ * Waits until the pod runs: it watches the pod, so the change is seen the
+ * moment the API server has it, and reads it every `pollMs` instead when the
+ * identity may not watch pods. Throws KubedumpError: IMAGE_PULL (with the
+ * image in `cause`), CONTAINER_FAILED, POD_ENDED, UNSCHEDULABLE,
+ * POD_START_TIMEOUT, ABORTED.
  */
 export async function waitUntilRunning(
   kc: KubeConfig,
@@ -138,24 +146,59 @@ export async function waitUntilRunning(
   const api = kc.makeApiClient(CoreV1Api);
   const deadline = Date.now() + options.timeoutMs;
   let last: PodProgress = { state: 'waiting', detail: 'not created yet' };
-  while (!aborted(options.signal)) {
-    let current: V1Pod;
-    try {
-      current = await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
-    } catch (error) {
-      if (aborted(options.signal)) break;
-      throw apiError(error, `get pod ${ref(pod)}`);
+  const watching = new AbortController();
+  const stopWatching = () => watching.abort();
+  options.signal?.addEventListener('abort', stopWatching, { once: true });
+  let seen: V1Pod | undefined;
+  let wake: (() => void) | undefined;
+  let canWatch = true;
+  watchUntil(
+    kc,
+    `/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/pods`,
+    { fieldSelector: `metadata.name=${pod.name}` },
+    (type, object) => {
+      const current = object as V1Pod;
+      if (type === 'DELETED' || current.metadata?.name !== pod.name) return;
+      seen = current;
+      wake?.();
+    },
+    () => {
+      canWatch = false;
+    },
+    watching.signal,
+  );
+  try {
+    while (!aborted(options.signal)) {
+      let current = seen;
+      seen = undefined;
+      if (!current) {
+        try {
+          current = await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
+        } catch (error) {
+          if (aborted(options.signal)) break;
+          throw apiError(error, `get pod ${ref(pod)}`);
+        }
+      }
+      last = podProgress(current);
+      if (last.state === 'running') return current;
+      if (last.state === 'failed') {
+        throw new KubedumpError(last.code, `pod ${ref(pod)} cannot run: ${last.detail}`, {
+          cause: { image: last.image },
+        });
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) break;
+      if (seen) continue;
+      const pollMs = canWatch ? POLL_WHILE_WATCHING_MS : (options.pollMs ?? 250);
+      const nap = new AbortController();
+      wake = () => nap.abort();
+      const signals = options.signal ? [nap.signal, options.signal] : [nap.signal];
+      await sleep(Math.min(pollMs, left), AbortSignal.any(signals));
+      wake = undefined;
     }
-    last = podProgress(current);
-    if (last.state === 'running') return current;
-    if (last.state === 'failed') {
-      throw new KubedumpError(last.code, `pod ${ref(pod)} cannot run: ${last.detail}`, {
-        cause: { image: last.image },
-      });
-    }
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    await sleep(Math.min(options.pollMs ?? 250, left), options.signal);
+  } finally {
+    watching.abort();
+    options.signal?.removeEventListener('abort', stopWatching);
   }
   if (aborted(options.signal)) {
     throw new KubedumpError('ABORTED', `waiting for pod ${ref(pod)}: stopped`);
