@@ -501,7 +501,8 @@ function notOneOf(row: OptionRow, value: string, choices: readonly string[]): Ku
   );
 }
 
-function readFlag(value: unknown): boolean {
+/** A flag's value as Wireshark, the CLI or a file gives it: true, or any text but false/0/no/off. */
+export function readFlag(value: unknown): boolean {
   if (typeof value === 'boolean') return value;
   return !/^(false|0|no|off)$/i.test(String(value));
 }

@@ -1,4 +1,10 @@
-import { captureRequest, OPTIONS, type OptionRow, rawFromDialog } from '../capture/options.ts';
+import {
+  captureRequest,
+  OPTIONS,
+  type OptionRow,
+  rawFromDialog,
+  readFlag,
+} from '../capture/options.ts';
 import type { CaptureRequest } from '../capture/request.ts';
 import { KubedumpError } from '../errors.ts';
 import type { Arg, ArgValue } from '../extcap/sentences.ts';
@@ -72,7 +78,7 @@ export function requestFromOptions(
     raw.pod = fromName.pod;
   }
   // A selector or "all pods" in the dialog stands instead of the interface's pod.
-  if (raw.selector || (raw.allPods && readFlagText(raw.allPods))) raw.pod = undefined;
+  if (raw.selector || (raw.allPods && readFlag(raw.allPods))) raw.pod = undefined;
   if (!raw.pod && !raw.selector && !raw.allPods) {
     throw new KubedumpError('BAD_INPUT', 'no pod chosen', {
       hint: 'pick a pod in the interface options, or capture from a kubedump.<namespace>.<pod> interface',
@@ -153,8 +159,4 @@ async function reloadValues(
     }
   }
   return [];
-}
-
-function readFlagText(value: unknown): boolean {
-  return value === true || !/^(false|0|no|off)$/i.test(String(value));
 }
