@@ -72,7 +72,9 @@ class PathWritable extends Writable {
   readonly #path: string;
   readonly #mode: number;
   #fd = -1;
-  #how: 'file' | 'pipe' | 'pool' = 'pool';
+  /** A regular file: written synchronously. */
+  #file = false;
+  /** A fifo: written as a non-blocking pipe. */
   #pipe: Socket | undefined;
 
   constructor(path: string, mode: number) {
@@ -87,9 +89,8 @@ class PathWritable extends Writable {
       this.#fd = fd;
       fstat(fd, (statError, stats) => {
         if (statError) return callback(statError);
-        if (stats.isFile()) this.#how = 'file';
-        else if (stats.isFIFO() && process.platform !== 'win32') {
-          this.#how = 'pipe';
+        this.#file = stats.isFile();
+        if (stats.isFIFO() && process.platform !== 'win32') {
           this.#pipe = new Socket({ fd, readable: false, writable: true });
           this.#pipe.on('error', (e) => this.destroy(e));
         }
@@ -110,7 +111,7 @@ class PathWritable extends Writable {
       const last = buffers.pop() as Buffer;
       for (const buffer of buffers) this.#pipe.write(buffer);
       this.#pipe.write(last, callback);
-    } else if (this.#how === 'file') {
+    } else if (this.#file) {
       callback(writeAllSync(this.#fd, buffers));
     } else {
       writeAll(this.#fd, buffers, callback);

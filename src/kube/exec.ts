@@ -80,8 +80,10 @@ export class ExecSession {
         if (stderr.length > STDERR_KEEP) stderr = stderr.subarray(stderr.length - STDERR_KEEP);
       } else if (channel === STATUS) {
         status.push(payload);
-        if (last) ({ exitCode, message } = exitFromStatus(Buffer.concat(status).toString('utf8')));
-        if (last) status = [];
+        if (last) {
+          ({ exitCode, message } = exitFromStatus(Buffer.concat(status).toString('utf8')));
+          status = [];
+        }
       }
     });
     const alive = () => {
@@ -116,11 +118,8 @@ export class ExecSession {
 
   /** Writes to the remote stdin; resolves once the bytes are handed to the socket. */
   write(data: Uint8Array): Promise<void> {
-    const frame = Buffer.allocUnsafe(data.length + 1);
-    frame[0] = STDIN;
-    frame.set(data, 1);
     return new Promise((resolve, reject) => {
-      this.#ws.send(frame, (error) => {
+      this.#ws.send(STDIN, data, (error) => {
         if (error) return reject(error);
         // A big write the kernel took means the server acknowledged earlier
         // bytes; pongs may queue behind an upload on a slow link meanwhile.
@@ -134,7 +133,7 @@ export class ExecSession {
   endStdin(): Promise<void> {
     if (!this.canEndStdin) throw new Error(`cannot end stdin over ${this.protocol}`);
     return new Promise((resolve, reject) => {
-      this.#ws.send(Buffer.from([CLOSE, STDIN]), (e) => (e ? reject(e) : resolve()));
+      this.#ws.send(CLOSE, Buffer.from([STDIN]), (e) => (e ? reject(e) : resolve()));
     });
   }
 

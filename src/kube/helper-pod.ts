@@ -147,8 +147,7 @@ export async function waitUntilRunning(
   const deadline = Date.now() + options.timeoutMs;
   let last: PodProgress = { state: 'waiting', detail: 'not created yet' };
   const watching = new AbortController();
-  const stopWatching = () => watching.abort();
-  options.signal?.addEventListener('abort', stopWatching, { once: true });
+  const signals = (first: AbortSignal) => (options.signal ? [first, options.signal] : [first]);
   let seen: V1Pod | undefined;
   let wake: (() => void) | undefined;
   let canWatch = true;
@@ -163,9 +162,12 @@ export async function waitUntilRunning(
       wake?.();
     },
     () => {
+      // Forbidden, most likely: read instead, and stop asking.
       canWatch = false;
+      watching.abort();
+      wake?.();
     },
-    watching.signal,
+    AbortSignal.any(signals(watching.signal)),
   );
   try {
     while (!aborted(options.signal)) {
@@ -192,13 +194,11 @@ export async function waitUntilRunning(
       const pollMs = canWatch ? POLL_WHILE_WATCHING_MS : (options.pollMs ?? 250);
       const nap = new AbortController();
       wake = () => nap.abort();
-      const signals = options.signal ? [nap.signal, options.signal] : [nap.signal];
-      await sleep(Math.min(pollMs, left), AbortSignal.any(signals));
+      await sleep(Math.min(pollMs, left), AbortSignal.any(signals(nap.signal)));
       wake = undefined;
     }
   } finally {
     watching.abort();
-    options.signal?.removeEventListener('abort', stopWatching);
   }
   if (aborted(options.signal)) {
     throw new KubedumpError('ABORTED', `waiting for pod ${ref(pod)}: stopped`);

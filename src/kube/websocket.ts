@@ -17,6 +17,7 @@ const OP_CLOSE = 0x8;
 const OP_PING = 0x9;
 const OP_PONG = 0xa;
 const MAX_HEADER = 14;
+const EMPTY = Buffer.alloc(0);
 
 export const OPEN = 1;
 export const CLOSING = 2;
@@ -85,7 +86,7 @@ export class FrameReader {
         const step = this.#startFrame(chunk, at);
         if (step === undefined) return;
         at = step;
-        if (this.#need === 0) this.#endFrame(Buffer.alloc(0));
+        if (this.#need === 0) this.#payload(EMPTY);
         continue;
       }
       const take = Math.min(this.#need, chunk.length - at);
@@ -125,10 +126,15 @@ export class FrameReader {
     return at + header.size - carried;
   }
 
+  /** Bytes of the current frame's payload; the frame ends when none are still to come. */
   #payload(bytes: Buffer): void {
     if (this.#opcode >= 0x8) {
       this.#control.push(bytes);
-      if (this.#need === 0) this.#endFrame(Buffer.concat(this.#control));
+      if (this.#need > 0) return;
+      this.#need = -1;
+      const payload = Buffer.concat(this.#control);
+      this.#control = [];
+      this.#controlFrame(payload);
       return;
     }
     let data = bytes;
@@ -138,26 +144,17 @@ export class FrameReader {
     }
     const last = this.#need === 0 && this.#fin;
     if (this.#channel >= 0 && (data.length > 0 || last)) this.#on.data(this.#channel, data, last);
-    if (this.#need === 0) this.#endFrame(undefined);
+    if (this.#need > 0) return;
+    this.#need = -1;
+    if (this.#fin) this.#channel = -1;
   }
 
-  /** A frame is complete: control frames act, a message's last frame resets the channel. */
-  #endFrame(controlPayload: Buffer | undefined): void {
-    this.#need = -1;
-    if (this.#opcode >= 0x8) {
-      const payload = controlPayload ?? Buffer.alloc(0);
-      this.#control = [];
-      if (this.#opcode === OP_PING) this.#on.ping(payload);
-      else if (this.#opcode === OP_PONG) this.#on.pong();
-      else if (this.#opcode === OP_CLOSE) {
-        this.#on.close(payload.length >= 2 ? payload.readUInt16BE(0) : 1005);
-      }
-      return;
+  #controlFrame(payload: Buffer): void {
+    if (this.#opcode === OP_PING) this.#on.ping(payload);
+    else if (this.#opcode === OP_PONG) this.#on.pong();
+    else if (this.#opcode === OP_CLOSE) {
+      this.#on.close(payload.length >= 2 ? payload.readUInt16BE(0) : 1005);
     }
-    if (controlPayload !== undefined && this.#fin && this.#channel >= 0) {
-      this.#on.data(this.#channel, controlPayload, true); // an empty last frame
-    }
-    if (this.#fin) this.#channel = -1;
   }
 
   #fail(error: Error): undefined {
@@ -167,9 +164,13 @@ export class FrameReader {
   }
 }
 
-/** One client frame: masked, as RFC 6455 requires of clients. */
-export function clientFrame(opcode: number, payload: Uint8Array): Buffer {
-  const length = payload.length;
+/**
+ * One client frame, masked as RFC 6455 requires of clients; with `channel`,
+ * the payload is that channel's byte and then `payload`.
+ */
+export function clientFrame(opcode: number, payload: Uint8Array, channel?: number): Buffer {
+  const prefix = channel === undefined ? 0 : 1;
+  const length = prefix + payload.length;
   const extra = length < 126 ? 0 : length < 65536 ? 2 : 8;
   const head = 2 + extra + 4;
   // The payload starts on a 4-byte boundary, so it is masked a word at a time.
@@ -186,7 +187,8 @@ export function clientFrame(opcode: number, payload: Uint8Array): Buffer {
   }
   const mask = randomBytes(4);
   mask.copy(frame, head - 4);
-  frame.set(payload, head);
+  if (channel !== undefined) frame[head] = channel;
+  frame.set(payload, head + prefix);
   const words = new Uint32Array(frame.buffer, pad + head, length >>> 2);
   const word = new Uint32Array(new Uint8Array(mask).buffer)[0] as number;
   for (let i = 0; i < words.length; i++) words[i] = (words[i] as number) ^ word;
@@ -257,14 +259,15 @@ export class ChannelSocket extends EventEmitter {
     this.#socket.resume();
   }
 
-  /** Sends one binary message; the callback runs once the socket took it. */
-  send(data: Uint8Array, callback: (error?: Error | null) => void): void {
-    if (this.readyState === OPEN) this.#socket.write(clientFrame(OP_BINARY, data), callback);
-    else callback(new Error('the WebSocket is not open'));
+  /** Sends `data` on `channel` as one message; the callback runs once the socket took it. */
+  send(channel: number, data: Uint8Array, callback: (error?: Error | null) => void): void {
+    if (this.readyState === OPEN) {
+      this.#socket.write(clientFrame(OP_BINARY, data, channel), callback);
+    } else callback(new Error('the WebSocket is not open'));
   }
 
   ping(): void {
-    if (this.readyState === OPEN) this.#write(OP_PING, Buffer.alloc(0));
+    if (this.readyState === OPEN) this.#write(OP_PING, EMPTY);
   }
 
   /** Starts the closing handshake; the server then ends the connection. */

@@ -28,8 +28,8 @@ class FakeSocket extends EventEmitter {
     this.pings++;
   }
   start() {}
-  send(data: Buffer, callback: (error?: Error) => void) {
-    this.sent.push(Buffer.from(data));
+  send(channel: number, data: Buffer, callback: (error?: Error) => void) {
+    this.sent.push(Buffer.concat([Buffer.from([channel]), data]));
     callback();
   }
   close() {

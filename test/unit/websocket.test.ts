@@ -199,7 +199,7 @@ test('against a real server: masked client frames, the subprotocol, ping, and th
       // 70,000 bytes: a 64-bit length, masked; ws closes the connection on an unmasked frame.
       const big = Buffer.alloc(70_000, 0x61);
       await new Promise<void>((resolve, reject) =>
-        socket.send(Buffer.concat([Buffer.from([0]), big]), (e) => (e ? reject(e) : resolve())),
+        socket.send(0, big, (e) => (e ? reject(e) : resolve())),
       );
       socket.ping();
       while (got.length < 2 || pongs < 1) await new Promise((r) => setTimeout(r, 10));
