@@ -2,6 +2,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from '../log.ts';
 import type { CreatedRecord } from './created-record.ts';
 import type { ContainerLook } from './remote-scripts.ts';
+import type { RemoteTcpdump } from './remote-tcpdump.ts';
 import type { CaptureRequest, PlacementName } from './request.ts';
 import type { StopClock } from './stop-clock.ts';
 import type { ExecTarget } from './upload.ts';
@@ -54,6 +55,8 @@ export interface Placement {
   heartbeat: string;
   /** Started first when the capture stops (e.g. delete the helper pod). */
   onStop?: () => Promise<void>;
+  /** tcpdump already runs under its watchdog (the mode's own exec started it). */
+  started?: RemoteTcpdump;
   /** Told once tcpdump's wrapper runs: from then on the wrapper ends what the mode started. */
   handedOver?: () => void;
 }

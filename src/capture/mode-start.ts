@@ -132,7 +132,7 @@ async function startIn(
   const { iface, filter, snaplen } = request;
   const argv = tcpdumpArgv({ binary, iface, filter, snaplen });
   const remote = ctx.cleanup.use(
-    await RemoteTcpdump.start(kc, placement, argv, { log, signal, clock }),
+    placement.started ?? (await RemoteTcpdump.start(kc, placement, argv, { log, signal, clock })),
   );
   placement.handedOver?.();
   log.info('capture started', { mode: mode.name, where, protocol: remote.protocol, argv });

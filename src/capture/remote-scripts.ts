@@ -20,66 +20,79 @@ export const UPLOAD_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run', '/home', '/'
 /** The private directory of one run; `.kubedump-keep-UID` when the binary is kept. */
 export const PRIVATE_DIR_PREFIX = '.kubedump-';
 
-// $1 tag (random), $2 keep (yes/no), $3..$6 name and sha256 for amd64, arm64.
+// $1 tag (random), $2 keep (yes/no), $3..$6 name and sha256 for amd64, arm64,
+// $7 how many candidate directories follow; they are shifted off, whatever
+// comes after them is left in "$@". Sets $state (present, absent or
+// nowhere), $p (the private directory, "-" when nowhere), $name (the binary's
+// name for this architecture), $arch, $tar, $u and $c.
 // A kept directory is trusted only when it is ours, not a link, and 0700.
-// The reply ends with the user and effective capabilities, as the container
-// look's does: auto's preflight reads them from here when the probe runs.
-const PROBE = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; shift 6
+const PROBE_FIND = `tag=$1; keep=$2; n64=$3; s64=$4; na=$5; sa=$6; nd=$7; shift 7
 ${READ_USER}
 arch=$(uname -m 2>/dev/null)
 case $arch in x86_64|amd64) name=$n64; sum=$s64 ;; aarch64|arm64) name=$na; sum=$sa ;; *) name=; sum= ;; esac
 if command -v tar >/dev/null 2>&1; then tar=yes; else tar=no; fi
-for d in "$@"; do
-  [ -d "$d" ] && [ -w "$d" ] || continue
-  p=; b=\${d%/}
+state=nowhere; p=-
+while [ "$nd" -gt 0 ]; do
+  d=$1; shift; nd=$((nd-1))
+  [ "$state" = nowhere ] && [ -d "$d" ] && [ -w "$d" ] || continue
+  q=; b=\${d%/}
   if [ "$keep" = yes ] && u=$(id -u 2>/dev/null); then
     k="$b/.kubedump-keep-$u"
-    if mkdir -m 700 "$k" 2>/dev/null; then p=$k
+    if mkdir -m 700 "$k" 2>/dev/null; then q=$k
     elif [ -d "$k" ] && [ ! -h "$k" ] && [ -O "$k" ]; then
-      m=$(ls -ld "$k" 2>/dev/null); case $m in drwx------*) p=$k ;; esac
+      m=$(ls -ld "$k" 2>/dev/null); case $m in drwx------*) q=$k ;; esac
     fi
-    if [ -n "$p" ] && [ -n "$name" ] && [ -f "$p/$name" ] && command -v sha256sum >/dev/null 2>&1; then
-      s=$(sha256sum "$p/$name" 2>/dev/null); s=\${s%% *}
-      if [ "$s" = "$sum" ]; then echo "present $p $arch $tar $u $c"; exit 0; fi
+    if [ -n "$q" ] && [ -n "$name" ] && [ -f "$q/$name" ] && command -v sha256sum >/dev/null 2>&1; then
+      s=$(sha256sum "$q/$name" 2>/dev/null); s=\${s%% *}
+      if [ "$s" = "$sum" ]; then state=present; p=$q; continue; fi
     fi
   fi
-  if [ -z "$p" ]; then p="$b/.kubedump-$tag"; mkdir -m 700 "$p" 2>/dev/null || continue; fi
-  if printf '#!/bin/sh\\nexit 0\\n' >"$p/probe" 2>/dev/null && chmod 700 "$p/probe" 2>/dev/null && "$p/probe" 2>/dev/null; then
-    rm -f "$p/probe"; echo "absent $p $arch $tar $u $c"; exit 0
+  if [ -z "$q" ]; then q="$b/.kubedump-$tag"; mkdir -m 700 "$q" 2>/dev/null || continue; fi
+  if printf '#!/bin/sh\\nexit 0\\n' >"$q/probe" 2>/dev/null && chmod 700 "$q/probe" 2>/dev/null && "$q/probe" 2>/dev/null; then
+    rm -f "$q/probe"; state=absent; p=$q; continue
   fi
-  rm -rf "$p" 2>/dev/null
-done
-echo "nowhere - $arch $tar $u $c"`;
+  rm -rf "$q" 2>/dev/null
+done`;
+
+// The reply ends with the user and effective capabilities, as the container
+// look's does: auto's preflight reads them from here when the probe runs.
+const PROBE = `${PROBE_FIND}
+echo "$state $p $arch $tar $u $c"`;
 
 /** An upload whose payload stops growing this long removes itself. */
 export const UPLOAD_STALL_S = 10;
 
-// $1 size, $2 the private directory, $3 the file's name, $4 tar (yes/no).
-// head stops after the payload's size, so the command ends and reports its
-// exit status even over exec v4, where stdin cannot be closed. If the
-// payload stops growing for 10 s (kubedump was killed or cut off mid-upload:
-// the exec's stdin then stays open forever), the upload removes itself and
-// its directory; so does a run's upload whose capture has not started
-// (no heartbeat file) 30 s later. That last watch is a process of its own
-// that ends as soon as the capture starts. The stall watch removes the
+// Reads $n bytes of fd 3 into the private directory $d: a tar archive ($t
+// yes) or the file $f itself. head stops after the payload's size, so the
+// command ends and reports its exit status even over exec v4, where stdin
+// cannot be closed. If the payload stops growing for 10 s (kubedump was
+// killed or cut off mid-upload: the exec's stdin then stays open forever),
+// the upload removes itself and its directory. The stall watch removes the
 // directory before it kills head: the upload's own exit then kills the watch.
-const EXTRACT = `EXPIRE='i=0; while [ $i -lt 30 ]; do sleep 1; [ -d "$1" ] || exit 0
-  for h in "$1"/heartbeat-*; do [ -e "$h" ] && exit 0; done; i=$((i+1)); done; rm -rf "$1"'
-n=$1; d=$2; f=$3; p="$2/.upload"
-exec 3<&0
-head -c "$n" <&3 >"$p" 3<&- & h=$!
-exec 3<&-
+const RECEIVE = `f=$d/.upload
+head -c "$n" <&3 >"$f" 3<&- & h=$!
 ( last=; m=0
   while sleep 2 && kill -0 $h 2>/dev/null; do
-    s=$(wc -c <"$p" 2>/dev/null)
+    s=$(wc -c <"$f" 2>/dev/null)
     if [ "$s" != "$last" ]; then last=$s; m=0; else m=$((m+2)); fi
     if [ $m -ge ${UPLOAD_STALL_S} ]; then rm -rf "$d"; kill $h; break; fi
-  done ) </dev/null >/dev/null 2>&1 &
+  done ) </dev/null >/dev/null 2>&1 3<&- &
 k=$!
 wait $h; s=$?; kill $k 2>/dev/null
-[ $s -eq 0 ] && [ "$(wc -c <"$p")" -eq "$n" ] || { rm -f "$p"; exit 1; }
-if [ "$4" = yes ]; then tar -xf "$p" -C "$d" && rm -f "$p"
-else chmod 700 "$p" && mv -f "$p" "$d/$f"; fi || exit 1
+[ $s -eq 0 ] && [ "$(wc -c <"$f")" -eq "$n" ] || { rm -f "$f"; exit 1; }
+if [ "$t" = yes ]; then tar -xf "$f" -C "$d" && rm -f "$f"
+else chmod 700 "$f" && mv -f "$f" "$d/$b"; fi || exit 1`;
+
+// $1 size, $2 the private directory, $3 the file's name, $4 tar (yes/no).
+// A run's upload whose capture has not started (no heartbeat file) 30 s later
+// removes itself too. That last watch is a process of its own that ends as
+// soon as the capture starts.
+const EXTRACT = `EXPIRE='i=0; while [ $i -lt 30 ]; do sleep 1; [ -d "$1" ] || exit 0
+  for h in "$1"/heartbeat-*; do [ -e "$h" ] && exit 0; done; i=$((i+1)); done; rm -rf "$1"'
+n=$1; d=$2; b=$3; t=$4
+exec 3<&0
+${RECEIVE}
+exec 3<&-
 case $d in */.kubedump-????????????????)
   sh -c "$EXPIRE" sh "$d" </dev/null >/dev/null 2>&1 &
 esac`;
@@ -137,18 +150,19 @@ export function isPrivateDir(dir: string): boolean {
 }
 
 export function probeArgv(tag: string, keep: boolean): string[] {
+  return ['sh', '-c', PROBE, 'sh', ...probeArgs(tag, keep)];
+}
+
+function probeArgs(tag: string, keep: boolean): string[] {
   const { binaries } = tcpdumpManifest();
   return [
-    'sh',
-    '-c',
-    PROBE,
-    'sh',
     tag,
     keep ? 'yes' : 'no',
     binaryName(binaries.amd64.sha256),
     binaries.amd64.sha256,
     binaryName(binaries.arm64.sha256),
     binaries.arm64.sha256,
+    String(UPLOAD_DIRS.length),
     ...UPLOAD_DIRS,
   ];
 }
@@ -271,6 +285,90 @@ case \${b%/*} in
   *) echo end >"$b" ;;
 esac
 exit $s`;
+
+// -------- Probe, upload and run in one exec.
+
+/** Marks the line on stderr that carries the probe's answer. */
+export const PROBE_MARKER = 'kubedump-probe';
+/** Stands for the tcpdump binary's path in the command, which only the container knows. */
+export const BINARY_TOKEN = '{tcpdump}';
+/** Without an answer to the probe this long, the container gives up and removes its directory. */
+export const ANSWER_WAIT_S = 60;
+
+// The probe, then the answer on stdin, then tcpdump under the watchdog, all
+// in one exec: a capture's start costs one exec instead of three. After the
+// probe's arguments and directories: $1 the heartbeat's name in the private
+// directory, then the command, in which ${BINARY_TOKEN} stands for tcpdump. The
+// probe's answer goes to stderr (stdout is the pcap stream). The answer is
+// one line: "run NAME" (the kept copy the probe found), "put SIZE NAME" and
+// the payload (a tar archive when the probe found tar, else the file), or
+// anything else (the capture went another way): the directory is removed.
+// A kubedump that never answers (killed, or cut off silently) is given up on
+// after ${ANSWER_WAIT_S} s.
+const INSTALL_AND_RUN = `${PROBE_FIND}
+echo "${PROBE_MARKER} $state $p $arch $tar $u $c" >&2
+[ "$state" = nowhere ] && exit 0
+hb=$1; shift
+exec 3<&0
+( i=0; while [ $i -lt ${ANSWER_WAIT_S} ]; do sleep 1; i=$((i+1)); done
+  case $p in */.kubedump-????????????????) rm -rf "$p" ;; esac
+  kill $$ ) </dev/null >/dev/null 2>&1 3<&- &
+w=$!
+go=; n=; b=
+read -r go n b <&3
+kill $w 2>/dev/null
+case $b in kubedump-tcpdump-*/*|'') go=quit ;; kubedump-tcpdump-*) ;; *) go=quit ;; esac
+case $go in
+  run) [ "$state" = present ] && [ "$b" = "$name" ] || go=quit ;;
+  put) case $n in ''|*[!0-9]*) go=quit ;; esac ;;
+  *) go=quit ;;
+esac
+if [ "$go" = quit ]; then
+  case $p in */.kubedump-????????????????) rm -rf "$p" ;; esac
+  exit 0
+fi
+if [ "$go" = put ]; then
+d=$p; t=$tar
+${RECEIVE}
+fi
+x="$p/$b"
+for a do shift; if [ "$a" = "${BINARY_TOKEN}" ]; then set -- "$@" "$x"; else set -- "$@" "$a"; fi; done
+set -- "$p/$hb" "$@"
+${PID_WRAPPER}`;
+
+/**
+ * The one exec that probes, takes an upload if asked, and runs `argv` (in
+ * which BINARY_TOKEN stands for tcpdump) under the watchdog, with the
+ * heartbeat `heartbeat` in the private directory.
+ */
+export function installAndRunArgv(
+  tag: string,
+  keep: boolean,
+  heartbeat: string,
+  argv: readonly string[],
+): string[] {
+  return ['sh', '-c', INSTALL_AND_RUN, 'sh', ...probeArgs(tag, keep), heartbeat, ...argv];
+}
+
+/** The probe's answer in the one-exec start: its stderr line, or undefined. */
+export function parseProbeLine(line: string): ProbeResult | undefined {
+  return line.startsWith(`${PROBE_MARKER} `)
+    ? parseProbe(line.slice(PROBE_MARKER.length + 1))
+    : undefined;
+}
+
+/** The answer that runs the kept copy the probe found. */
+export function runAnswer(name: string): string {
+  return `run - ${name}\n`;
+}
+
+/** The answer that announces an upload of `size` bytes, which follow it. */
+export function putAnswer(size: number, name: string): string {
+  return `put ${size} ${name}\n`;
+}
+
+/** The answer that ends the exec and removes its directory. */
+export const QUIT_ANSWER = 'quit\n';
 
 /**
  * Wraps a command so that it reports its PID on stderr before it starts, and

@@ -1,11 +1,17 @@
 import type { Readable } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { type ExecResult, execCollect, lineSplitter, openExec } from '../kube/exec.ts';
+import {
+  type ExecResult,
+  type ExecSession,
+  execCollect,
+  lineSplitter,
+  openExec,
+} from '../kube/exec.ts';
 import type { Logger } from '../log.ts';
-import type { Placement } from './capture-mode.ts';
 import { KEEPALIVE_MS, killArgv, parsePidLine, STOP_LINE, withWatchdog } from './remote-scripts.ts';
 import type { StopClock } from './stop-clock.ts';
 import { isTcpdumpChatter } from './tcpdump-command.ts';
+import type { ExecTarget } from './upload.ts';
 
 // tcpdump running in the cluster under the remote watchdog: its pcap stream,
 // its PID, the keepalive lines that keep it alive, and its stop. Closing an
@@ -22,7 +28,7 @@ export class RemoteTcpdump implements AsyncDisposable {
   readonly stdout: Readable;
   readonly result: Promise<ExecResult>;
   readonly protocol: string;
-  #pid: number | undefined;
+  readonly #pid: () => number | undefined;
   #stopping: Promise<void> | undefined;
   readonly #send: (line: string) => Promise<void>;
   readonly #close: () => void;
@@ -32,47 +38,51 @@ export class RemoteTcpdump implements AsyncDisposable {
 
   static async start(
     kc: KubeConfig,
-    placement: Placement,
+    placement: { exec: ExecTarget; prefix: readonly string[]; heartbeat: string },
     argv: string[],
     options: { log: Logger; signal: AbortSignal; clock: StopClock },
   ): Promise<RemoteTcpdump> {
-    const { log } = options;
-    let onPid: (pid: number) => void = () => {};
+    let pid: number | undefined;
     const session = await openExec(kc, {
       ...placement.exec,
       command: withWatchdog([...placement.prefix, ...argv], placement.heartbeat),
       // stdin carries the keepalive lines the remote watchdog waits for.
       stdin: true,
       signal: options.signal,
-      onStderr: lineSplitter((line) => {
-        const pid = parsePidLine(line);
-        if (pid !== undefined) onPid(pid);
-        if (!isTcpdumpChatter(line)) log.warn('remote stderr', { line });
-        else log.debug('remote stderr', { line });
-      }),
+      onStderr: lineSplitter(
+        wrapperStderr(options.log, (found) => {
+          pid ??= found;
+        }),
+      ),
     });
-    const remote = new RemoteTcpdump(
-      session,
-      async (pid) => {
-        const result = await execCollect(kc, {
-          ...placement.exec,
-          command: killArgv(pid),
-          signal: options.clock.signal(),
-        });
-        log.info('remote tcpdump killed by PID', { pid, exitCode: result.exitCode });
-      },
-      log,
-    );
-    onPid = (pid) => {
-      remote.#pid ??= pid;
+    return RemoteTcpdump.adopt(kc, placement.exec, session, () => pid, options);
+  }
+
+  /** Takes over an exec in which the watchdog already runs tcpdump. */
+  static adopt(
+    kc: KubeConfig,
+    exec: ExecTarget,
+    session: ExecSession,
+    pid: () => number | undefined,
+    options: { log: Logger; clock: StopClock },
+  ): RemoteTcpdump {
+    const { log } = options;
+    const kill = async (found: number) => {
+      const result = await execCollect(kc, {
+        ...exec,
+        command: killArgv(found),
+        signal: options.clock.signal(),
+      });
+      log.info('remote tcpdump killed by PID', { pid: found, exitCode: result.exitCode });
     };
-    return remote;
+    return new RemoteTcpdump(session, kill, log, pid);
   }
 
   private constructor(
-    session: Awaited<ReturnType<typeof openExec>>,
+    session: ExecSession,
     kill: (pid: number) => Promise<void>,
     log: Logger,
+    pid: () => number | undefined,
   ) {
     this.stdout = session.stdout;
     this.result = session.result;
@@ -80,6 +90,7 @@ export class RemoteTcpdump implements AsyncDisposable {
     this.#send = (line) => session.write(Buffer.from(line)).catch(() => {});
     this.#close = () => session.close();
     this.#kill = kill;
+    this.#pid = pid;
     this.#log = log;
     this.#keepalive = setInterval(() => this.#send('\n'), KEEPALIVE_MS);
     this.#keepalive.unref();
@@ -96,7 +107,8 @@ export class RemoteTcpdump implements AsyncDisposable {
         this.result.then((r) => r.exitCode !== null || r.message !== undefined),
         new Promise<false>((resolve) => setTimeout(() => resolve(false), KILL_AFTER_MS).unref()),
       ]);
-      if (!ended && this.#pid !== undefined) await this.#kill(this.#pid);
+      const pid = this.#pid();
+      if (!ended && pid !== undefined) await this.#kill(pid);
     })().catch((error) => this.#log.warn('remote stop failed', { error }));
     return this.#stopping;
   }
@@ -111,4 +123,14 @@ export class RemoteTcpdump implements AsyncDisposable {
     await this.stop();
     this.#close();
   }
+}
+
+/** Reads the wrapper's stderr lines: the PID line, tcpdump's chatter and its errors. */
+export function wrapperStderr(log: Logger, onPid: (pid: number) => void): (line: string) => void {
+  return (line) => {
+    const pid = parsePidLine(line);
+    if (pid !== undefined) onPid(pid);
+    if (!isTcpdumpChatter(line)) log.warn('remote stderr', { line });
+    else log.debug('remote stderr', { line });
+  };
 }

@@ -1,27 +1,34 @@
 import type { Begun, CaptureMode, ModeContext } from './capture-mode.ts';
-import { lookOfProbe } from './remote-scripts.ts';
-import { beginTcpdump } from './upload.ts';
+import { beginInstallAndRun } from './install-and-run.ts';
+import { BINARY_TOKEN, lookOfProbe } from './remote-scripts.ts';
+import { tcpdumpArgv } from './tcpdump-command.ts';
 
 // Unprivileged mode: tcpdump runs inside the target container itself, as the
-// container's user, so it needs root or CAP_NET_RAW there, and /bin/sh.
+// container's user, so it needs root or CAP_NET_RAW there, and /bin/sh. One
+// exec probes the container, takes the upload when needed and runs tcpdump.
 
 function begin(ctx: ModeContext): Begun {
-  const { target } = ctx;
+  const { target, request } = ctx;
   const exec = { namespace: target.namespace, pod: target.pod, container: target.container };
-  const upload = beginTcpdump(ctx, exec, { keep: ctx.request.keepBinary });
-  const look = upload.probe.then(lookOfProbe);
+  const { iface, filter, snaplen } = request;
+  const start = beginInstallAndRun(ctx, exec, {
+    keep: request.keepBinary,
+    argv: tcpdumpArgv({ binary: BINARY_TOKEN, iface, filter, snaplen }),
+    heartbeat: `heartbeat-${process.pid}`,
+  });
+  const look = start.probe.then(lookOfProbe);
   look.catch(() => {}); // the preflight may not ask
   return {
     look,
     async finish() {
-      const uploaded = await upload.finish();
+      const { remote, binary, dir } = await start.finish();
       return {
         exec,
-        binary: uploaded.binary,
+        binary,
         prefix: [],
-        // The private directory is ours alone; the tag keeps kept directories apart.
-        heartbeat: `${uploaded.dir}/heartbeat-${process.pid}`,
+        heartbeat: `${dir}/heartbeat-${process.pid}`,
         where: `pod ${target.namespace}/${target.pod}`,
+        started: remote,
       };
     },
   };

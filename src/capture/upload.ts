@@ -49,25 +49,36 @@ export async function probeContainer(
     signal: options.signal,
   });
   const probe = parseProbe(result.stdout.toString('utf8'));
-  if (!probe) {
-    const why = `${result.message ?? ''} ${result.stderr}`.trim();
-    if (lacksShell(result)) {
-      throw new KubedumpError(
-        'NO_SHELL',
-        `${describeTarget(target)} has no /bin/sh, so tcpdump cannot be uploaded`,
-        {
-          hint: 'use privileged mode (--privileged), which needs nothing in the container',
-        },
-      );
-    }
-    throw new KubedumpError(
-      'PROBE_FAILED',
-      `cannot inspect ${describeTarget(target)}: ${why || `exit ${result.exitCode}`}`,
+  if (!probe) throw probeFailure(target, result);
+  return usableProbe(target, probe);
+}
+
+/** Why a probe gave no answer, from how its exec ended. */
+export function probeFailure(
+  target: ExecTarget,
+  result: Pick<ExecResult, 'exitCode' | 'message' | 'stderr'>,
+): KubedumpError {
+  const why = `${result.message ?? ''} ${result.stderr}`.trim();
+  if (lacksShell(result)) {
+    return new KubedumpError(
+      'NO_SHELL',
+      `${describeTarget(target)} has no /bin/sh, so tcpdump cannot be uploaded`,
       {
-        hint: 'use privileged mode (--privileged)',
+        hint: 'use privileged mode (--privileged), which needs nothing in the container',
       },
     );
   }
+  return new KubedumpError(
+    'PROBE_FAILED',
+    `cannot inspect ${describeTarget(target)}: ${why || `exit ${result.exitCode}`}`,
+    {
+      hint: 'use privileged mode (--privileged)',
+    },
+  );
+}
+
+/** The probe's answer, or the error when it found nowhere to put tcpdump. */
+export function usableProbe(target: ExecTarget, probe: ProbeResult): ProbeResult {
   if (probe.state === 'nowhere') {
     throw new KubedumpError(
       'NO_WRITABLE_DIR',
@@ -97,24 +108,29 @@ async function uploadExecutable(
   kc: KubeConfig,
   target: ExecTarget,
   probe: ProbeResult,
-  name: string,
-  content: Buffer,
+  needed: Needed,
   signal?: AbortSignal,
 ): Promise<void> {
-  const payload = probe.hasTar ? await tarOf(name, content) : content;
+  const payload = await payloadFor(probe, needed);
   const result = await execCollect(kc, {
     ...target,
-    command: extractArgv(payload.length, probe.dir, name, probe.hasTar),
+    command: extractArgv(payload.length, probe.dir, needed.name, probe.hasTar),
     input: payload,
     signal,
   });
-  if (result.exitCode !== 0) {
-    throw new KubedumpError(
-      'UPLOAD_FAILED',
-      `uploading tcpdump into ${describeTarget(target)}:${probe.dir} failed (exit ${result.exitCode ?? 'unknown'}): ${result.stderr.trim() || result.message || ''}`.trim(),
-      { hint: 'use privileged mode (--privileged)' },
-    );
-  }
+  if (result.exitCode !== 0) throw uploadFailure(target, probe.dir, result);
+}
+
+export function uploadFailure(
+  target: ExecTarget,
+  dir: string,
+  result: Pick<ExecResult, 'exitCode' | 'message' | 'stderr'>,
+): KubedumpError {
+  return new KubedumpError(
+    'UPLOAD_FAILED',
+    `uploading tcpdump into ${describeTarget(target)}:${dir} failed (exit ${result.exitCode ?? 'unknown'}): ${result.stderr.trim() || result.message || ''}`.trim(),
+    { hint: 'use privileged mode (--privileged)' },
+  );
 }
 
 export interface UploadContext {
@@ -159,41 +175,75 @@ export function beginTcpdump(
   target: ExecTarget,
   options: { keep: boolean; remove?: boolean },
 ): { probe: Promise<ProbeResult>; finish: () => Promise<Uploaded> } {
-  const { kc, log, signal } = ctx;
+  const tag = newTag(ctx, target);
+  const probing = keepTrack(
+    ctx,
+    target,
+    tag,
+    options,
+    probeContainer(ctx.kc, target, { tag, keep: options.keep, signal: ctx.signal }),
+  );
+  return { probe: probing, finish: () => finishUpload(ctx, target, probing) };
+}
+
+/** A new run's tag, which names its private directory. */
+export function newTag(ctx: Pick<UploadContext, 'log'>, target: ExecTarget): string {
   const tag = randomBytes(8).toString('hex');
   // Names the directory before it exists: a run stopped mid-probe can still be told apart.
-  log.debug('making a private directory', {
+  ctx.log.debug('making a private directory', {
     name: `${PRIVATE_DIR_PREFIX}${tag}`,
     target: describeTarget(target),
   });
+  return tag;
+}
+
+/**
+ * Follows a probe's answer and registers the removal of the directory it
+ * makes, before the answer: a stop may come between the probe making the
+ * directory and our hearing which one it made.
+ */
+export function keepTrack(
+  ctx: UploadContext,
+  target: ExecTarget,
+  tag: string,
+  options: { keep: boolean; remove?: boolean },
+  probe: Promise<ProbeResult>,
+): Promise<ProbeResult> {
   let answered: ProbeResult | 'failed' | undefined;
-  const probing = probeContainer(kc, target, { tag, keep: options.keep, signal }).then(
-    (probe) => (answered = probe),
+  const probing = probe.then(
+    (found) => (answered = found),
     (error) => {
       answered = 'failed';
       throw error;
     },
   );
   probing.catch(() => {}); // neither step may be asked for
-  // Registered before the answer: a stop may come between the probe making
-  // the directory and our hearing which one it made.
   const remove = options.remove ?? true;
   ctx.cleanup.defer(async () => {
     if (!remove || answered === 'failed' || (options.keep && answered !== undefined)) return;
     const dirs = answered
       ? [answered.dir]
       : UPLOAD_DIRS.map((d) => `${d === '/' ? '' : d}/${PRIVATE_DIR_PREFIX}${tag}`);
-    await removeDirs(kc, target, dirs, log, ctx.clock.signal());
+    await removeDirs(ctx.kc, target, dirs, ctx.log, ctx.clock.signal());
   });
-  return { probe: probing, finish: () => finishUpload(ctx, target, probing) };
+  return probing;
 }
 
-async function finishUpload(
-  ctx: UploadContext,
-  target: ExecTarget,
+export interface Needed {
+  arch: Arch;
+  /** The binary's file name, which carries its hash. */
+  name: string;
+  /** Its path in the private directory. */
+  binary: string;
+  /** The probe found this very copy there. */
+  present: boolean;
+}
+
+/** Which tcpdump the container needs, and whether the probe found it. */
+export async function neededBinary(
+  ctx: Pick<UploadContext, 'nodeArchitecture'>,
   probing: Promise<ProbeResult>,
-): Promise<Uploaded> {
-  const { kc, log, signal } = ctx;
+): Promise<{ probe: ProbeResult; needed: Needed }> {
   // The probe runs beside the node's read; on a Windows node, that is the error to tell.
   const [nodeArch, probe] = await Promise.all([
     ctx.nodeArchitecture(),
@@ -211,14 +261,30 @@ async function finishUpload(
     );
   }
   const name = binaryName(tcpdumpManifest().binaries[arch].sha256);
-  const binary = `${probe.dir}/${name}`;
   // The probe checked the copy for the container's own architecture.
-  if (probe.state === 'present' && archFromNode(probe.arch) === arch) {
-    log.info('tcpdump already present', { binary });
+  const present = probe.state === 'present' && archFromNode(probe.arch) === arch;
+  return { probe, needed: { arch, name, binary: `${probe.dir}/${name}`, present } };
+}
+
+/** What goes over stdin: a tar archive when the container has tar, else the file. */
+export async function payloadFor(probe: ProbeResult, needed: Needed): Promise<Buffer> {
+  const content = tcpdumpBinary(needed.arch);
+  return probe.hasTar ? tarOf(needed.name, content) : content;
+}
+
+async function finishUpload(
+  ctx: UploadContext,
+  target: ExecTarget,
+  probing: Promise<ProbeResult>,
+): Promise<Uploaded> {
+  const { probe, needed } = await neededBinary(ctx, probing);
+  const { binary } = needed;
+  if (needed.present) {
+    ctx.log.info('tcpdump already present', { binary });
   } else {
     const started = Date.now();
-    await uploadExecutable(kc, target, probe, name, tcpdumpBinary(arch), signal);
-    log.info('tcpdump uploaded', { binary, ms: Date.now() - started, tar: probe.hasTar });
+    await uploadExecutable(ctx.kc, target, probe, needed, ctx.signal);
+    ctx.log.info('tcpdump uploaded', { binary, ms: Date.now() - started, tar: probe.hasTar });
   }
   return { binary, dir: probe.dir };
 }

@@ -17,15 +17,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import {
+  BINARY_TOKEN,
+  binaryName,
   endHelperArgv,
   extractArgv,
   HELPER_MAIN,
+  installAndRunArgv,
   isPrivateDir,
   killArgv,
   lookOfProbe,
   parseProbe,
+  parseProbeLine,
   parseSurvey,
   probeArgv,
+  putAnswer,
+  QUIT_ANSWER,
+  runAnswer,
   STOP_LINE,
   surveyArgv,
   UPLOAD_STALL_S,
@@ -33,6 +40,7 @@ import {
   withWatchdog,
 } from '../../src/capture/remote-scripts.ts';
 import { tarOf } from '../../src/capture/upload.ts';
+import { tcpdumpBinary, tcpdumpManifest } from '../../src/tcpdump/index.ts';
 
 // The constant sh scripts kubedump runs in pods, run here under the shells
 // real images have: dash (/bin/sh of Debian and Ubuntu images, no `read -t`)
@@ -369,6 +377,100 @@ for (const [name, shell] of SHELLS) {
       } finally {
         rmSync(keep, { recursive: true, force: true });
         rmSync('/tmp/.kubedump-0123456789abcdef', { recursive: true, force: true });
+      }
+    });
+  });
+  describe(`the one-exec start under ${name}`, () => {
+    const tagOf = () => Math.random().toString(16).slice(2).padEnd(16, '0').slice(0, 16);
+    const arch = process.arch === 'x64' ? 'amd64' : 'arm64';
+    const real = tcpdumpManifest().binaries[arch];
+    const realName = binaryName(real.sha256);
+
+    /** Runs the script with `argv`; resolves once the probe's answer is on stderr. */
+    async function begin(tag: string, keep: boolean, argv: string[]) {
+      const [, ...rest] = installAndRunArgv(tag, keep, 'heartbeat-1', argv);
+      const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      let stdout = '';
+      child.stderr?.on('data', (c) => (stderr += c));
+      child.stdout?.on('data', (c) => (stdout += c));
+      const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+      for (let i = 0; i < 100 && !stderr.includes('\n'); i++) await sleep(20);
+      const probe = parseProbeLine(stderr.split('\n')[0] ?? '');
+      assert.ok(probe, `no probe line: ${stderr}`);
+      return { child, probe, exited, out: () => stdout, err: () => stderr };
+    }
+
+    test('absent: the upload arrives, runs with its arguments, and the stop line ends it', async () => {
+      const fake = Buffer.from('#!/bin/sh\necho "ran $*"\nwhile :; do sleep 1; done\n');
+      {
+        const run = await begin(tagOf(), false, [BINARY_TOKEN, '-i', 'any']);
+        const dir = run.probe.dir;
+        try {
+          assert.equal(run.probe.state, 'absent');
+          const name = 'kubedump-tcpdump-000000000000';
+          // As kubedump sends it: a tar archive when the probe found tar.
+          const payload = run.probe.hasTar ? await tarOf(name, fake) : fake;
+          run.child.stdin?.write(putAnswer(payload.length, name));
+          run.child.stdin?.write(payload);
+          for (let i = 0; i < 100 && !run.out().includes('ran'); i++) await sleep(20);
+          assert.equal(run.out(), `ran -i any\n`);
+          assert.match(run.err(), /kubedump-pid \d+/);
+          assert.ok(existsSync(`${dir}/heartbeat-1`), 'the watchdog counts into the heartbeat');
+          run.child.stdin?.write(STOP_LINE);
+          assert.ok(
+            await gone(run.child, run.exited.then(), 3000),
+            'still runs after the stop line',
+          );
+          for (let i = 0; i < 20 && existsSync(dir); i++) await sleep(50);
+          assert.ok(!existsSync(dir), 'the private directory is left after tcpdump ended');
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      }
+    });
+
+    test("a run's own directory is removed when the answer is to quit or stdin ends", async () => {
+      for (const end of ['quit', 'eof']) {
+        const run = await begin(tagOf(), false, [BINARY_TOKEN]);
+        assert.equal(run.probe.state, 'absent');
+        assert.ok(existsSync(run.probe.dir));
+        if (end === 'quit') run.child.stdin?.write(QUIT_ANSWER);
+        else run.child.stdin?.end();
+        assert.equal(await run.exited, 0, run.err());
+        assert.ok(!existsSync(run.probe.dir), `${end}: the private directory is left`);
+        assert.equal(run.out(), '', 'nothing ran');
+      }
+    });
+
+    test('present: the kept copy runs at once; a wrong name or a bad size runs nothing', async () => {
+      const keep = `/tmp/.kubedump-keep-${process.getuid?.()}`;
+      rmSync(keep, { recursive: true, force: true });
+      mkdirSync(keep, { mode: 0o700 });
+      try {
+        writeFileSync(`${keep}/${realName}`, tcpdumpBinary(arch), { mode: 0o700 });
+        const run = await begin(tagOf(), true, [BINARY_TOKEN, '--version']);
+        assert.equal(run.probe.state, 'present');
+        assert.equal(run.probe.dir, keep);
+        run.child.stdin?.write(runAnswer(realName));
+        assert.equal(await run.exited, 0, run.err());
+        assert.match(run.out(), /^kubedump-tcpdump-\w+ version 4\./);
+        assert.ok(existsSync(`${keep}/${realName}`), 'the kept copy stays');
+        for (const answer of [
+          runAnswer('kubedump-tcpdump-000000000000'),
+          'put 12x kubedump-tcpdump-0\n',
+          'run - ../x\n',
+        ]) {
+          const refused = await begin(tagOf(), true, [BINARY_TOKEN, '--version']);
+          refused.child.stdin?.write(answer);
+          assert.equal(await refused.exited, 0, refused.err());
+          assert.equal(refused.out(), '', `${answer.trim()}: something ran`);
+        }
+        assert.ok(existsSync(`${keep}/${realName}`), 'the kept copy stays');
+      } finally {
+        rmSync(keep, { recursive: true, force: true });
       }
     });
   });
