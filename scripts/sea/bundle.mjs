@@ -1,6 +1,7 @@
 // Bundles the CLI into one CommonJS file for the Node single executable.
 // Usage: node scripts/sea/bundle.mjs ENTRY OUTFILE
 import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
@@ -13,6 +14,37 @@ const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
 // Node 22 (the Windows executable) lacks AsyncDisposableStack: a guarded polyfill.
 const polyfill = readFileSync(new URL('async-disposable-stack.js', import.meta.url), 'utf8');
 const keepalive = readFileSync(new URL('keepalive-after-connect.js', import.meta.url), 'utf8');
+
+// Help and usage text (yargs renders it with cliui and string-width) load on
+// first use: a capture or an extcap query never prints help, and evaluating
+// them (string-width builds an Intl.Segmenter) cost ~10 ms of every start.
+// Each bare import of these becomes a function that loads the module when
+// first called; both modules export one function.
+const lazyHelp = {
+  name: 'lazy-help',
+  setup(b) {
+    b.onResolve({ filter: /^(cliui|string-width)$/ }, async (args) => {
+      if (args.pluginData === 'real') return undefined;
+      const real = await b.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: 'real',
+      });
+      if (real.errors.length) return { errors: real.errors };
+      return { path: real.path, namespace: 'lazy-help' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'lazy-help' }, (args) => ({
+      contents: `let f;
+export default function (...a) {
+  f ??= require(${JSON.stringify(args.path)}).default;
+  return f.apply(this, a);
+}`,
+      resolveDir: dirname(args.path),
+      loader: 'js',
+    }));
+  },
+};
 
 const result = await build({
   entryPoints: [entry],
@@ -44,6 +76,7 @@ const result = await build({
   keepNames: true,
   legalComments: 'none',
   metafile: true,
+  plugins: [lazyHelp],
   logLevel: 'warning',
 });
 writeFileSync(`${outfile}.meta.json`, JSON.stringify(result.metafile));

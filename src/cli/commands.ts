@@ -29,6 +29,19 @@ export function filterAsOneValue(argv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * yargs renders the whole help text right after a command's handler starts,
+ * to keep it for a showHelp() from inside the handler. kubedump never asks
+ * for it there, and rendering it took ~30 ms of every start, before the first
+ * request went out. (An internal method: if it moves, help is rendered again.)
+ */
+function skipHelpCache(parser: object): void {
+  type Internals = { getUsageInstance?: () => { cacheHelpMessage?: () => void } };
+  const internals = (parser as { getInternalMethods?: () => Internals }).getInternalMethods?.();
+  const usage = internals?.getUsageInstance?.();
+  if (usage?.cacheHelpMessage) usage.cacheHelpMessage = () => {};
+}
+
 export async function runCli(argv: string[], signal: AbortSignal): Promise<number> {
   let code = 0;
   const run = (job: Promise<number>) => {
@@ -42,7 +55,9 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
       },
     );
   };
-  await yargs(filterAsOneValue(argv))
+  const parser = yargs(filterAsOneValue(argv));
+  skipHelpCache(parser);
+  await parser
     // -w a -w b: the last one wins, as in most tools (an array would mean stdout).
     .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('kubedump')
