@@ -7,6 +7,7 @@ import {
   putAnswer,
   QUIT_ANSWER,
   runAnswer,
+  STOP_LINE,
 } from './remote-scripts.ts';
 import { RemoteTcpdump, wrapperStderr } from './remote-tcpdump.ts';
 import { orStop } from './stop-clock.ts';
@@ -48,7 +49,7 @@ export interface InstallAndRun {
 export function beginInstallAndRun(
   ctx: UploadContext,
   target: ExecTarget,
-  options: { keep: boolean; argv: readonly string[]; heartbeat: string },
+  options: { keep: boolean; argv: readonly string[]; heartbeat: string; runKeptAtOnce?: boolean },
 ): InstallAndRun {
   const { kc, log, signal } = ctx;
   const tag = newTag(ctx, target);
@@ -61,7 +62,7 @@ export function beginInstallAndRun(
   });
   const opening = openExec(kc, {
     ...target,
-    command: installAndRunArgv(tag, options.keep, options.heartbeat, options.argv),
+    command: installAndRunArgv(tag, options.keep, options.heartbeat, options.argv, options),
     stdin: true,
     signal,
     onStderr: lineSplitter((line) => {
@@ -90,13 +91,22 @@ export function beginInstallAndRun(
     session.close();
   });
 
-  async function finish() {
+  async function finish(): ReturnType<InstallAndRun['finish']> {
     const { probe, needed } = await neededBinary(ctx, probing);
     const session = await opening;
     const { binary } = needed;
     const uploadStarted = Date.now();
     answer = 'sent';
-    if (needed.present) {
+    if (options.runKeptAtOnce && probe.state === 'present') {
+      if (!needed.present) {
+        // The kept copy is for the container's own architecture, not the
+        // node's: stop it, and start again with the node's.
+        await session.write(Buffer.from(STOP_LINE)).catch(() => {});
+        await orStop(session.result, signal);
+        session.close();
+        return beginInstallAndRun(ctx, target, { ...options, runKeptAtOnce: false }).finish();
+      }
+    } else if (needed.present) {
       await session.write(Buffer.from(runAnswer(needed.name)));
     } else {
       const payload = await payloadFor(probe, needed);

@@ -1,6 +1,6 @@
 import { errorLine, KubedumpError } from '../errors.ts';
 import { heldLogger } from '../log.ts';
-import type { CaptureMode, ModeContext, Placement } from './capture-mode.ts';
+import type { Begun, CaptureMode, ModeContext, Placement } from './capture-mode.ts';
 import { type Check, chooseMode, modeLine, nothingCanCapture } from './mode-pick.ts';
 import { MODES } from './mode-registry.ts';
 import { preflight } from './preflight.ts';
@@ -29,19 +29,55 @@ const FINAL = new Set([
   'POD_DELETED',
 ]);
 
+/**
+ * The cheapest mode's first step, begun before the pod has been read: its
+ * exec needs only the pod's name and the container, and the pod's read and
+ * the exec's start then overlap. `ctx.target` holds only the namespace, the
+ * pod and the container as named (none: the API server takes the pod's only
+ * container, and refuses when there are several).
+ */
+export interface EarlyStart {
+  attempt: Attempt;
+  begun: Begun;
+  /** The attempt's log lines wait here for auto's mode line. */
+  held: ReturnType<typeof heldLogger>;
+}
+
+export function beginEarly(ctx: ModeContext): EarlyStart | undefined {
+  const cheapest = MODES[PLACEMENTS[0]];
+  const { mode } = ctx.request;
+  if (!cheapest.begin || (mode !== 'auto' && mode !== cheapest.name)) return undefined;
+  const held = heldLogger(ctx.log);
+  if (mode !== 'auto') held.release();
+  const attempt = newAttempt({ ...ctx, log: held.log });
+  return { attempt, begun: cheapest.begin(attempt.ctx), held };
+}
+
+/** Undoes an early start that the pod's read showed to be of no use. */
+export async function dropEarly(early: EarlyStart, log: ModeContext['log']): Promise<void> {
+  early.held.release();
+  await undo(early.attempt, log);
+}
+
 export async function startTcpdump(
   ctx: ModeContext,
   notice: (line: string) => void,
+  early?: EarlyStart,
 ): Promise<Started> {
   const { request, target, log } = ctx;
-  if (request.mode !== 'auto') return startIn(MODES[request.mode], ctx);
+  if (request.mode !== 'auto') {
+    if (!early) return startIn(MODES[request.mode], ctx);
+    try {
+      return await startIn(MODES[request.mode], early.attempt.ctx, early.begun.finish);
+    } finally {
+      ctx.cleanup.use(early.attempt.stack);
+    }
+  }
   // The cheapest mode begins beside the preflight (unprivileged: its probe),
   // so that its first answer is in when it is picked; it is undone when not.
   // Its log lines wait for the choice: the log starts with the mode line.
   const cheapest = MODES[PLACEMENTS[0]];
-  const held = heldLogger(log);
-  const head = newAttempt({ ...ctx, log: held.log });
-  const begun = cheapest.begin?.(head.ctx);
+  const { held, attempt: head, begun } = early ?? beginEarly(ctx) ?? withoutBegin(ctx);
   let checks: Check[];
   try {
     checks = await preflight(ctx.kc, target, request, ctx.signal, {
@@ -85,6 +121,12 @@ export async function startTcpdump(
     }
   }
   throw new Error('unreachable: the last candidate either starts or throws');
+}
+
+/** Auto's first attempt when the cheapest mode has no first step to begin early. */
+function withoutBegin(ctx: ModeContext): Omit<EarlyStart, 'begun'> & { begun?: Begun } {
+  const held = heldLogger(ctx.log);
+  return { held, attempt: newAttempt({ ...ctx, log: held.log }) };
 }
 
 /**

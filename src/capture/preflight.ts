@@ -64,13 +64,26 @@ export async function preflight(
         () => lookInside(kc, target, signal),
       )
     : lookInside(kc, target, signal);
-  const version = await orStop(serverVersion(kc), signal);
-  const permissions = neededPermissions(target, request, version);
-  const [node, answers] = await orStop(
-    Promise.all([
-      target.nodeName ? nodeFacts(kc, target.nodeName) : Promise.resolve(undefined),
-      Promise.all(permissions.map((p) => anyAllowed(kc, p))),
-    ]),
+  const reading = target.nodeName ? nodeFacts(kc, target.nodeName) : Promise.resolve(undefined);
+  const notAsked = (check: string) =>
+    skipped(check, `not asked: ${PLACEMENTS[0]} mode can capture`);
+  if (options.cheapestFirst && seen) {
+    // The probe's exec ran, so exec is allowed: when the container can
+    // capture, nothing the permission reviews could say changes the choice.
+    const [node, look] = await orStop(Promise.all([reading, looking]), signal);
+    const enough = [
+      nodeCheck(target, node, look.look),
+      networkCheck(target),
+      notAsked('permissions (SelfSubjectAccessReviews)'),
+      ...look.checks,
+      notAsked('ephemeral container admission (dry run)'),
+      notAsked('helper pod admission (dry run)'),
+      runtimeCheck(target),
+    ];
+    if (chooseMode(enough).candidates[0] === PLACEMENTS[0]) return enough;
+  }
+  const [node, { permissions, answers }] = await orStop(
+    Promise.all([reading, askAccess(kc, target.namespace, request)]),
     signal,
   );
   const rbac = permissions.map((p, i) => permissionCheck(p, answers[i]));
@@ -94,8 +107,6 @@ export async function preflight(
     runtimeCheck(target),
   ];
   if (options.cheapestFirst) {
-    const notAsked = (check: string) =>
-      skipped(check, `not asked: ${PLACEMENTS[0]} mode can capture`);
     const enough = checks(
       await orStop(Promise.resolve(lookChecked), signal),
       notAsked('ephemeral container admission (dry run)'),
@@ -126,12 +137,28 @@ function execVerbs(version: ServerVersion | undefined): string[] {
   return modern === undefined ? ['create', 'get'] : modern ? ['create'] : ['get'];
 }
 
+interface Access {
+  permissions: Permission[];
+  /** Each permission's answer: undefined when the server could not say. */
+  answers: (boolean | undefined)[];
+}
+
+/**
+ * The permissions each mode needs, and the server's answers. They depend on
+ * the namespace and the server's version only.
+ */
+async function askAccess(kc: KubeConfig, namespace: string, request: Request): Promise<Access> {
+  const version = await serverVersion(kc);
+  const permissions = neededPermissions(namespace, request, version);
+  const answers = await Promise.all(permissions.map((p) => anyAllowed(kc, p)));
+  return { permissions, answers };
+}
+
 function neededPermissions(
-  target: TargetContainer,
+  ns: string,
   request: Request,
   version: ServerVersion | undefined,
 ): Permission[] {
-  const ns = target.namespace;
   const helperNs = request.helperNamespace || ns;
   const execTodo = (where: string) =>
     `ask for both "create pods/exec" and "get pods/exec" in namespace ${where} (scripts/rbac/)`;

@@ -298,7 +298,8 @@ export const ANSWER_WAIT_S = 60;
 // The probe, then the answer on stdin, then tcpdump under the watchdog, all
 // in one exec: a capture's start costs one exec instead of three. After the
 // probe's arguments and directories: $1 the heartbeat's name in the private
-// directory, then the command, in which ${BINARY_TOKEN} stands for tcpdump. The
+// directory, $2 "yes" to run a kept copy the probe finds without waiting for
+// the answer, then the command, in which ${BINARY_TOKEN} stands for tcpdump. The
 // probe's answer goes to stderr (stdout is the pcap stream). The answer is
 // one line: "run NAME" (the kept copy the probe found), "put SIZE NAME" and
 // the payload (a tar archive when the probe found tar, else the file), or
@@ -308,15 +309,18 @@ export const ANSWER_WAIT_S = 60;
 const INSTALL_AND_RUN = `${PROBE_FIND}
 echo "${PROBE_MARKER} $state $p $arch $tar $u $c" >&2
 [ "$state" = nowhere ] && exit 0
-hb=$1; shift
+hb=$1; now=$2; shift 2
 exec 3<&0
-( i=0; while [ $i -lt ${ANSWER_WAIT_S} ]; do sleep 1; i=$((i+1)); done
-  case $p in */.kubedump-????????????????) rm -rf "$p" ;; esac
-  kill $$ ) </dev/null >/dev/null 2>&1 3<&- &
-w=$!
 go=; n=; b=
-read -r go n b <&3
-kill $w 2>/dev/null
+if [ "$now" = yes ] && [ "$state" = present ]; then go=run; b=$name
+else
+  ( i=0; while [ $i -lt ${ANSWER_WAIT_S} ]; do sleep 1; i=$((i+1)); done
+    case $p in */.kubedump-????????????????) rm -rf "$p" ;; esac
+    kill $$ ) </dev/null >/dev/null 2>&1 3<&- &
+  w=$!
+  read -r go n b <&3
+  kill $w 2>/dev/null
+fi
 case $b in kubedump-tcpdump-*/*|'') go=quit ;; kubedump-tcpdump-*) ;; *) go=quit ;; esac
 case $go in
   run) [ "$state" = present ] && [ "$b" = "$name" ] || go=quit ;;
@@ -339,15 +343,18 @@ ${PID_WRAPPER}`;
 /**
  * The one exec that probes, takes an upload if asked, and runs `argv` (in
  * which BINARY_TOKEN stands for tcpdump) under the watchdog, with the
- * heartbeat `heartbeat` in the private directory.
+ * heartbeat `heartbeat` in the private directory. With `runKeptAtOnce`, a
+ * kept copy the probe finds runs at once: no answer is awaited.
  */
 export function installAndRunArgv(
   tag: string,
   keep: boolean,
   heartbeat: string,
   argv: readonly string[],
+  options: { runKeptAtOnce?: boolean } = {},
 ): string[] {
-  return ['sh', '-c', INSTALL_AND_RUN, 'sh', ...probeArgs(tag, keep), heartbeat, ...argv];
+  const now = options.runKeptAtOnce ? 'yes' : 'no';
+  return ['sh', '-c', INSTALL_AND_RUN, 'sh', ...probeArgs(tag, keep), heartbeat, now, ...argv];
 }
 
 /** The probe's answer in the one-exec start: its stderr line, or undefined. */

@@ -7,7 +7,7 @@ import { PcapFramer } from '../pcap/framer.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
 import type { CreatedRecord } from './created-record.ts';
-import { startTcpdump } from './mode-start.ts';
+import { beginEarly, dropEarly, startTcpdump } from './mode-start.ts';
 import { validateRequest } from './options.ts';
 import type { CaptureRequest } from './request.ts';
 import { disposeWithin, StopClock } from './stop-clock.ts';
@@ -75,6 +75,14 @@ function captureStop(signal: AbortSignal) {
   return { clock, stopping, stop, forget };
 }
 
+/** What only the pod's read tells of its container. */
+const UNREAD = {
+  containerId: undefined,
+  nodeName: undefined,
+  hostNetwork: false,
+  nonRootPod: false,
+} as const;
+
 async function capture(
   request: PodCaptureRequest,
   sink: Writable,
@@ -86,29 +94,50 @@ async function capture(
   const kc = loadKubeConfig({ kubeconfig: request.kubeconfig, context: request.context });
   const namespace = request.namespace || contextNamespace(kc);
   const ref = { namespace, pod: request.pod, container: request.container };
-  const { target, notices, node } = await resolveTarget(kc, ref, signal);
-  const notice = (line: string) => {
-    log.warn(line);
-    hooks.onNotice?.(line);
-  };
-  for (const line of notices) notice(line);
   const { clock, stopping, stop, forget } = captureStop(signal);
   const cleanup = new AsyncDisposableStack();
   let succeeded = false;
   const framer = new PcapFramer({ maxPackets: request.maxPackets, onLimit: () => stop('limit') });
   try {
-    const ctx: ModeContext = {
+    const base = {
       kc,
       request,
-      target,
       log,
       signal: stopping.signal,
       cleanup,
       clock,
       record: hooks.record,
-      ...node,
     };
-    const { mode, placement, remote } = await startTcpdump(ctx, notice);
+    // The cheapest mode's exec goes out beside the pod's read. Until the pod
+    // is read it knows only the names; what the node says comes after.
+    const read = Promise.withResolvers<Awaited<ReturnType<typeof resolveTarget>>>();
+    read.promise.catch(() => {}); // only an early start that is used asks
+    const linux = read.promise.then((r) => r.node.linux);
+    linux.catch(() => {}); // a mode asks before it changes anything
+    let early = beginEarly({
+      ...base,
+      target: { ...ref, container: ref.container ?? '', ...UNREAD },
+      linux,
+      nodeArchitecture: () => read.promise.then((r) => r.node.nodeArchitecture()),
+    });
+    const resolved = await resolveTarget(kc, ref, signal).catch((error) => {
+      early?.held.release();
+      if (early) cleanup.use(early.attempt.stack);
+      throw error;
+    });
+    read.resolve(resolved);
+    if (early && !ref.container && !resolved.soleContainer) {
+      await dropEarly(early, log);
+      early = undefined;
+    }
+    const { target, notices, node } = resolved;
+    const notice = (line: string) => {
+      log.warn(line);
+      hooks.onNotice?.(line);
+    };
+    for (const line of notices) notice(line);
+    const ctx: ModeContext = { ...base, target, ...node };
+    const { mode, placement, remote } = await startTcpdump(ctx, notice, early);
 
     if (request.maxSeconds > 0) {
       const timer = setTimeout(() => stop('limit'), request.maxSeconds * 1000);

@@ -21,6 +21,8 @@ export async function resolveTarget(
   target: TargetContainer;
   notices: string[];
   node: Pick<ModeContext, 'linux' | 'nodeArchitecture'>;
+  /** The pod has one container: an exec that names none lands in it. */
+  soleContainer: boolean;
 }> {
   // The API server may be slow or black-holed: a stop must not wait for it.
   const pod = await orStop(getPod(kc, { namespace: ref.namespace, name: ref.pod }), signal);
@@ -43,6 +45,7 @@ export async function resolveTarget(
         (pod.spec?.securityContext?.runAsUser ?? 0) !== 0,
     },
     notices: [...picked.warnings, ...(hostNetwork ? [hostNetwork] : [])],
+    soleContainer: (pod.spec?.containers.length ?? 0) === 1,
     node: {
       linux,
       nodeArchitecture: () =>

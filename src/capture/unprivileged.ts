@@ -15,6 +15,8 @@ function begin(ctx: ModeContext): Begun {
     keep: request.keepBinary,
     argv: tcpdumpArgv({ binary: BINARY_TOKEN, iface, filter, snaplen }),
     heartbeat: `heartbeat-${process.pid}`,
+    // Auto may yet pick another mode; a capture asked for here starts at once.
+    runKeptAtOnce: request.mode === 'unprivileged',
   });
   const look = start.probe.then(lookOfProbe);
   look.catch(() => {}); // the preflight may not ask

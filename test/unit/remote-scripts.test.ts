@@ -387,8 +387,8 @@ for (const [name, shell] of SHELLS) {
     const realName = binaryName(real.sha256);
 
     /** Runs the script with `argv`; resolves once the probe's answer is on stderr. */
-    async function begin(tag: string, keep: boolean, argv: string[]) {
-      const [, ...rest] = installAndRunArgv(tag, keep, 'heartbeat-1', argv);
+    async function begin(tag: string, keep: boolean, argv: string[], runKeptAtOnce = false) {
+      const [, ...rest] = installAndRunArgv(tag, keep, 'heartbeat-1', argv, { runKeptAtOnce });
       const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
@@ -458,6 +458,19 @@ for (const [name, shell] of SHELLS) {
         assert.equal(await run.exited, 0, run.err());
         assert.match(run.out(), /^kubedump-tcpdump-\w+ version 4\./);
         assert.ok(existsSync(`${keep}/${realName}`), 'the kept copy stays');
+        // Asked to, it runs the kept copy with no answer at all.
+        const atOnce = await begin(tagOf(), true, [BINARY_TOKEN, '--version'], true);
+        assert.equal(atOnce.probe.state, 'present');
+        assert.equal(await atOnce.exited, 0, atOnce.err());
+        assert.match(atOnce.out(), /^kubedump-tcpdump-\w+ version 4\./);
+        // A copy that is not there is still waited for.
+        rmSync(`${keep}/${realName}`);
+        const absent = await begin(tagOf(), true, [BINARY_TOKEN, '--version'], true);
+        assert.equal(absent.probe.state, 'absent');
+        absent.child.stdin?.write(QUIT_ANSWER);
+        assert.equal(await absent.exited, 0, absent.err());
+        assert.equal(absent.out(), '', 'nothing ran');
+        writeFileSync(`${keep}/${realName}`, tcpdumpBinary(arch), { mode: 0o700 });
         for (const answer of [
           runAnswer('kubedump-tcpdump-000000000000'),
           'put 12x kubedump-tcpdump-0\n',
