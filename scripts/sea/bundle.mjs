@@ -5,9 +5,9 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
-const [entry, outfile] = process.argv.slice(2);
-if (!entry || !outfile) {
-  console.error('usage: bundle.mjs ENTRY OUTFILE');
+const [entry, outfile, shape] = process.argv.slice(2);
+if (!entry || !outfile || (shape && shape !== '--function')) {
+  console.error('usage: bundle.mjs ENTRY OUTFILE [--function]');
   process.exit(2);
 }
 const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
@@ -55,9 +55,14 @@ const result = await build({
   target: 'node22',
   // A SEA's main script is CommonJS: import.meta does not exist there, yet
   // yargs calls createRequire(import.meta.url).
+  // With --function the bundle is one function expression with CommonJS's
+  // parameters, which scripts/sea/loader.cjs compiles as it is: wrapping it
+  // there would copy the whole source once more, and the copy stays until a
+  // full GC. Without, it runs under plain node (the benchmark's harnesses).
   banner: {
-    js: `${polyfill}\n${keepalive}\nconst __import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
+    js: `${shape ? '(function (exports, require, module, __filename, __dirname) {\n' : ''}${polyfill}\n${keepalive}\nconst __import_meta_url = require("node:url").pathToFileURL(__filename).href;`,
   },
+  footer: { js: shape ? '})' : '' },
   define: {
     'import.meta.url': '__import_meta_url',
     'import.meta.filename': '__filename',

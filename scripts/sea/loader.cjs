@@ -23,20 +23,24 @@ function cacheAsset(args) {
   return args.some((a) => EXTCAP_QUERY.test(a)) ? 'code-cache-extcap' : 'code-cache-capture';
 }
 
+/** The bundle is one function expression with CommonJS's parameters (scripts/sea/bundle.mjs). */
 function compile(source, filename, cachedData) {
-  // The CommonJS wrapper, as Node's loader adds it; a shebang line becomes a comment.
-  const wrapped = `(function (exports, require, module, __filename, __dirname) {${source.replace(/^#!/, '//')}\n})`;
-  return new vm.Script(wrapped, { filename, cachedData });
+  return new vm.Script(source, { filename, cachedData });
 }
 
 if (sea.isSea()) {
+  // Raw assets are the executable's own mapped pages: read in place, not copied.
   let cachedData;
   try {
-    cachedData = Buffer.from(sea.getAsset(cacheAsset(process.argv.slice(2))));
+    cachedData = Buffer.from(sea.getRawAsset(cacheAsset(process.argv.slice(2))));
   } catch {
     // a target built without a cache
   }
-  const script = compile(sea.getAsset('kubedump.cjs', 'utf8'), __filename, cachedData);
+  const script = compile(
+    new TextDecoder().decode(sea.getRawAsset('kubedump.cjs')),
+    __filename,
+    cachedData,
+  );
   // The build checks that V8 takes the cache (it silently compiles anew when not).
   if (process.env.KUBEDUMP_CODE_CACHE === 'check') {
     const state = !cachedData ? 'none' : script.cachedDataRejected ? 'rejected' : 'accepted';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { BUILT, run } from '../support/kubedump.ts';
 import { captureArgs, countPcapRecords } from '../support/reliability.ts';
-import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
+import { applyReadyPod, openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // A capture's exec goes out before the pod is read, naming no container: the
 // API server then takes the pod's only one. A pod with two containers, whose
@@ -40,16 +40,7 @@ before(async () => {
       containers: [pinging('app'), pinging('side')],
     },
   };
-  assert.equal((await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod))).code, 0);
-  const ready = await world.kubectl([
-    'wait',
-    '-n',
-    'demo',
-    '--for=condition=Ready',
-    `pod/${POD}`,
-    '--timeout=60s',
-  ]);
-  assert.equal(ready.code, 0, ready.stderr);
+  await applyReadyPod(world, pod);
 });
 
 after(async () => {

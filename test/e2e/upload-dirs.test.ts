@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import { BUILT, ROOT, run } from '../support/kubedump.ts';
 import { kubectl } from '../support/real-cluster.ts';
 import { captureArgs } from '../support/reliability.ts';
-import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
+import { applyReadyPod, openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // A container whose /tmp and /var/tmp are read-only and whose /dev/shm is
 // noexec (as containerd mounts it) must still be captured unprivileged: the
@@ -61,16 +61,7 @@ async function startPod(name: string, container: Record<string, unknown>) {
       volumes: [{ name: 'scratch', emptyDir: {} }],
     },
   };
-  assert.equal((await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod))).code, 0);
-  const ready = await world.kubectl([
-    'wait',
-    '-n',
-    'demo',
-    '--for=condition=Ready',
-    `pod/${name}`,
-    '--timeout=60s',
-  ]);
-  assert.equal(ready.code, 0, ready.stderr);
+  await applyReadyPod(world, pod);
 }
 
 after(async () => {

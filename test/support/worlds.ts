@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { copyFileSync, linkSync, mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,4 +65,23 @@ export function wiresharkHome(kubeconfig: string): { dir: string; env: NodeJS.Pr
     XDG_STATE_HOME: join(dir, 'state'),
   };
   return { dir, env };
+}
+
+/** Applies a pod manifest and waits until the pod is Ready (60 s at most). */
+export async function applyReadyPod(
+  world: World,
+  pod: { metadata: { name: string; namespace: string } },
+): Promise<void> {
+  const applied = await world.kubectl(['apply', '-f', '-'], JSON.stringify(pod));
+  assert.equal(applied.code, 0, applied.stderr);
+  const { name, namespace } = pod.metadata;
+  const ready = await world.kubectl([
+    'wait',
+    '-n',
+    namespace,
+    '--for=condition=Ready',
+    `pod/${name}`,
+    '--timeout=60s',
+  ]);
+  assert.equal(ready.code, 0, ready.stderr);
 }
