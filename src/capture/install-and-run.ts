@@ -1,5 +1,5 @@
 import { KubedumpError } from '../errors.ts';
-import { lineSplitter, openExec } from '../kube/exec.ts';
+import { type ExecResult, type ExecSession, lineSplitter, openExec } from '../kube/exec.ts';
 import {
   installAndRunArgv,
   type ProbeResult,
@@ -15,6 +15,7 @@ import {
   describeTarget,
   type ExecTarget,
   keepTrack,
+  type Needed,
   neededBinary,
   newTag,
   payloadFor,
@@ -106,24 +107,12 @@ export function beginInstallAndRun(
         session.close();
         return beginInstallAndRun(ctx, target, { ...options, runKeptAtOnce: false }).finish();
       }
-    } else if (needed.present) {
-      await session.write(Buffer.from(runAnswer(needed.name)));
     } else {
-      const payload = await payloadFor(probe, needed);
-      await session.write(Buffer.from(putAnswer(payload.length, needed.name)));
-      for (let at = 0; at < payload.length; at += PAYLOAD_FRAME) {
-        await session.write(payload.subarray(at, at + PAYLOAD_FRAME));
-      }
+      await sendAnswer(session, probe, needed);
     }
     // The wrapper's PID line says tcpdump is in place and starting.
     const ended = session.result.then((result) => {
-      throw needed.present
-        ? new KubedumpError(
-            'PROBE_FAILED',
-            `starting tcpdump in ${describeTarget(target)} failed (exit ${result.exitCode ?? 'unknown'}): ${result.stderr.trim() || result.message || ''}`.trim(),
-            { hint: 'use privileged mode (--privileged)' },
-          )
-        : uploadFailure(target, probe.dir, result);
+      throw startFailure(target, probe, needed, result);
     });
     await orStop(Promise.race([started.promise, ended]), signal);
     if (needed.present) log.info('tcpdump already present', { binary });
@@ -136,4 +125,30 @@ export function beginInstallAndRun(
     return { remote, binary, dir: probe.dir };
   }
   return { probe: probing, finish };
+}
+
+/** Runs the kept copy, or sends the upload after its announcement. */
+async function sendAnswer(session: ExecSession, probe: ProbeResult, needed: Needed): Promise<void> {
+  if (needed.present) return session.write(Buffer.from(runAnswer(needed.name)));
+  const payload = await payloadFor(probe, needed);
+  await session.write(Buffer.from(putAnswer(payload.length, needed.name)));
+  for (let at = 0; at < payload.length; at += PAYLOAD_FRAME) {
+    await session.write(payload.subarray(at, at + PAYLOAD_FRAME));
+  }
+}
+
+/** Why the exec ended before tcpdump started. */
+function startFailure(
+  target: ExecTarget,
+  probe: ProbeResult,
+  needed: Needed,
+  result: ExecResult,
+): KubedumpError {
+  if (!needed.present) return uploadFailure(target, probe.dir, result);
+  const said = result.stderr.trim() || result.message || '';
+  return new KubedumpError(
+    'PROBE_FAILED',
+    `starting tcpdump in ${describeTarget(target)} failed (exit ${result.exitCode ?? 'unknown'}): ${said}`.trim(),
+    { hint: 'use privileged mode (--privileged)' },
+  );
 }

@@ -7,7 +7,7 @@ import { PcapFramer } from '../pcap/framer.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
 import type { CreatedRecord } from './created-record.ts';
-import { beginEarly, dropEarly, startTcpdump } from './mode-start.ts';
+import { beginEarly, dropEarly, type EarlyStart, startTcpdump } from './mode-start.ts';
 import { validateRequest } from './options.ts';
 import type { CaptureRequest } from './request.ts';
 import { disposeWithin, StopClock } from './stop-clock.ts';
@@ -108,28 +108,7 @@ async function capture(
       clock,
       record: hooks.record,
     };
-    // The cheapest mode's exec goes out beside the pod's read. Until the pod
-    // is read it knows only the names; what the node says comes after.
-    const read = Promise.withResolvers<Awaited<ReturnType<typeof resolveTarget>>>();
-    read.promise.catch(() => {}); // only an early start that is used asks
-    const linux = read.promise.then((r) => r.node.linux);
-    linux.catch(() => {}); // a mode asks before it changes anything
-    let early = beginEarly({
-      ...base,
-      target: { ...ref, container: ref.container ?? '', ...UNREAD },
-      linux,
-      nodeArchitecture: () => read.promise.then((r) => r.node.nodeArchitecture()),
-    });
-    const resolved = await resolveTarget(kc, ref, signal).catch((error) => {
-      early?.held.release();
-      if (early) cleanup.use(early.attempt.stack);
-      throw error;
-    });
-    read.resolve(resolved);
-    if (early && !ref.container && !resolved.soleContainer) {
-      await dropEarly(early, log);
-      early = undefined;
-    }
+    const { resolved, early } = await readBesideEarlyStart(base, ref, signal);
     const { target, notices, node } = resolved;
     const notice = (line: string) => {
       log.warn(line);
@@ -182,6 +161,40 @@ async function capture(
     if (succeeded || framer.header) await finishOutput(sink, framer, request).catch(() => {});
     await disposeWithin(cleanup, clock.remainingMs(), log);
   }
+}
+
+/**
+ * Reads the pod while the cheapest mode's exec already goes out: until the
+ * read is in, that exec knows only the names; what the node says comes
+ * after. An early start the read shows to be of no use (several containers,
+ * none named) is dropped; one whose read failed is undone with the capture.
+ */
+async function readBesideEarlyStart(
+  base: Omit<ModeContext, 'target' | 'linux' | 'nodeArchitecture'>,
+  ref: { namespace: string; pod: string; container: string | undefined },
+  signal: AbortSignal,
+): Promise<{ resolved: Awaited<ReturnType<typeof resolveTarget>>; early?: EarlyStart }> {
+  const read = Promise.withResolvers<Awaited<ReturnType<typeof resolveTarget>>>();
+  read.promise.catch(() => {}); // only an early start that is used asks
+  const linux = read.promise.then((r) => r.node.linux);
+  linux.catch(() => {}); // a mode asks before it changes anything
+  const early = beginEarly({
+    ...base,
+    target: { ...ref, container: ref.container ?? '', ...UNREAD },
+    linux,
+    nodeArchitecture: () => read.promise.then((r) => r.node.nodeArchitecture()),
+  });
+  const resolved = await resolveTarget(base.kc, ref, signal).catch((error) => {
+    early?.held.release();
+    if (early) base.cleanup.use(early.attempt.stack);
+    throw error;
+  });
+  read.resolve(resolved);
+  if (early && !ref.container && !resolved.soleContainer) {
+    await dropEarly(early, base.log);
+    return { resolved };
+  }
+  return { resolved, early };
 }
 
 /** Leaves a valid capture: a header even when no packet ever arrived. */

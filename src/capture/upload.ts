@@ -163,27 +163,9 @@ export function ensureTcpdump(
   target: ExecTarget,
   options: { keep: boolean; remove?: boolean },
 ): Promise<Uploaded> {
-  return beginTcpdump(ctx, target, options).finish();
-}
-
-/**
- * ensureTcpdump in two steps: the probe starts now (its removal is on
- * `ctx.cleanup` at once); `finish` does the upload.
- */
-export function beginTcpdump(
-  ctx: UploadContext,
-  target: ExecTarget,
-  options: { keep: boolean; remove?: boolean },
-): { probe: Promise<ProbeResult>; finish: () => Promise<Uploaded> } {
   const tag = newTag(ctx, target);
-  const probing = keepTrack(
-    ctx,
-    target,
-    tag,
-    options,
-    probeContainer(ctx.kc, target, { tag, keep: options.keep, signal: ctx.signal }),
-  );
-  return { probe: probing, finish: () => finishUpload(ctx, target, probing) };
+  const probe = probeContainer(ctx.kc, target, { tag, keep: options.keep, signal: ctx.signal });
+  return finishUpload(ctx, target, keepTrack(ctx, target, tag, options, probe));
 }
 
 /** A new run's tag, which names its private directory. */
