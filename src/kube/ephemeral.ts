@@ -46,12 +46,8 @@ export async function addEphemeralContainer(
     );
   }
   if (current.status < 300 && (current.body as { kind?: string }).kind === 'EphemeralContainers') {
-    const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
-    const replaced = await apiJson(kc, 'PUT', write, {
-      body: { ...legacy, ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container] },
-    });
-    if (replaced.status < 300) return 'legacy';
-    throw statusError(replaced, what);
+    await replaceLegacy(kc, { read: path, write }, current, container, what);
+    return 'legacy';
   }
   // A user may patch without being allowed to read: the patch decides.
   const patched = await apiJson(kc, 'PATCH', write, {
@@ -75,6 +71,36 @@ export async function addEphemeralContainer(
     `${what}: the API server accepted the patch but does not list the container`,
     { hint: 'check the API server' },
   );
+}
+
+/** How often a replace that lost a race to another writer reads the pod again (as client-go's DefaultRetry). */
+const CONFLICT_ATTEMPTS = 5;
+const CONFLICT_PAUSE_MS = 10;
+
+/**
+ * 1.16-1.21: appends to the list read and replaces it whole. The replace names
+ * the resourceVersion it read, which the kubelet's status updates move on a
+ * busy pod: on 409 Conflict, read again and append again.
+ */
+async function replaceLegacy(
+  kc: KubeConfig,
+  paths: { read: string; write: string },
+  first: JsonReply,
+  container: V1EphemeralContainer,
+  what: string,
+): Promise<void> {
+  let current = first;
+  for (let attempt = 1; ; attempt++) {
+    const legacy = current.body as { ephemeralContainers?: V1EphemeralContainer[] };
+    const replaced = await apiJson(kc, 'PUT', paths.write, {
+      body: { ...legacy, ephemeralContainers: [...(legacy.ephemeralContainers ?? []), container] },
+    });
+    if (replaced.status < 300) return;
+    if (replaced.status !== 409 || attempt === CONFLICT_ATTEMPTS) throw statusError(replaced, what);
+    await new Promise((resolve) => setTimeout(resolve, CONFLICT_PAUSE_MS));
+    current = await apiJson(kc, 'GET', paths.read);
+    if (current.status >= 300) throw statusError(current, what);
+  }
 }
 
 /** Waits until the ephemeral container runs; fails in one line when it ends or cannot start. */

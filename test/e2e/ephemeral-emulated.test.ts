@@ -13,7 +13,8 @@ import { openWorld, type World, wiresharkHome } from '../support/worlds.ts';
 
 // Ephemeral mode against the emulated 1.31 API server: the Pod-shaped
 // subresource (a strategic-merge patch of spec.ephemeralContainers), which
-// the real 1.20 cluster cannot show. A distroless pod, and a pod that is
+// the real 1.20 cluster cannot show, and the 1.16-1.21 shape racing the
+// kubelet, which the real one shows only by chance. A distroless pod, and a pod that is
 // non-root at pod level in a namespace that enforces Pod Security baseline:
 // kubedump gives its ephemeral container user 0 with the runtime's default
 // capabilities, which baseline admits. Each capture adds a container of its
@@ -174,6 +175,29 @@ describe('ephemeral mode (emulated 1.31: the Pod-shaped subresource)', () => {
       const added = (await ephemerals('demo', 'nonroot')).length - before;
       if (/get pods"|patch/.test(describeRule(rule))) assert.equal(added, 0, what);
     }
+  });
+
+  test('1.16-1.21 shape, the pod changed between the read and the replace: read again, one container added', async () => {
+    const emu = world.emulator;
+    assert.ok(emu, 'the emulated world has its emulator');
+    const before = (await ephemerals('demo', 'distroless')).length;
+    const logged = emu.api.requests().length;
+    // The kubelet's status updates move a busy pod's resourceVersion at any time.
+    await emu.api.setFaults({ legacyEphemeral: true, modifyAfterEphemeralRead: 2 });
+    try {
+      const ran = await capture('demo', 'distroless', 'legacy-conflict');
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.ok((await assertValidCapture(ran.out)) >= 30, 'fewer packets than asked for');
+    } finally {
+      await emu.api.resetFaults();
+    }
+    const replaces = emu.api
+      .requests()
+      .slice(logged)
+      .filter((x) => x.subresource === 'ephemeralcontainers' && x.verb === 'update');
+    // Two replaces lost the race (409), then the third went through.
+    assert.equal(replaces.length, 3, JSON.stringify(replaces));
+    assert.equal((await ephemerals('demo', 'distroless')).length - before, 1);
   });
 
   test('nothing is left: no running ephemeral container, tcpdump or uploaded file', async () => {

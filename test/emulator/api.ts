@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { allowed } from './auth.ts';
 import type { Cluster } from './cluster.ts';
 import { API_GROUPS, AUTHZ_GROUP, AUTHZ_V1, apiVersions, CORE_V1, VERSION } from './discovery.ts';
-import { patchPod } from './ephemeral.ts';
+import { assertCurrent, type LegacyEphemeral, legacyEphemeral, patchPod } from './ephemeral.ts';
 import { matches } from './faults.ts';
 import {
   type FieldGetter,
@@ -239,6 +239,44 @@ export function authorize(ctx: Ctx, r: Route): void {
     throw forbidden(attrs);
 }
 
+/**
+ * The subresource as 1.16-1.21 serve it: the EphemeralContainers kind. A patch applies to
+ * that kind, so a Pod-shaped one changes nothing.
+ */
+async function legacyEphemeralRequest(
+  cluster: Cluster,
+  verb: string,
+  pod: Pod,
+  req: IncomingMessage,
+  dryRun: boolean,
+): Promise<LegacyEphemeral> {
+  if (verb === 'get') {
+    const view = legacyEphemeral(pod);
+    if (cluster.faults.modifyAfterEphemeralRead > 0) {
+      cluster.faults.modifyAfterEphemeralRead--;
+      cluster.pods.touch(pod);
+    }
+    return view;
+  }
+  const body = (await readBody(req)) as Partial<LegacyEphemeral>;
+  if (verb === 'patch') {
+    const contentType = req.headers['content-type'] ?? '';
+    const view = legacyEphemeral(pod) as unknown as Pod;
+    const next = (patchPod(view, contentType, body) as unknown as LegacyEphemeral)
+      .ephemeralContainers;
+    return legacyEphemeral(cluster.updateEphemeral(pod, next, dryRun));
+  }
+  if (verb !== 'update')
+    throw new ApiError(failure(405, 'MethodNotAllowed', `the server does not allow this method`));
+  if (body.kind !== 'EphemeralContainers') {
+    throw badRequest(
+      `EphemeralContainers in version "v1" cannot be handled as a EphemeralContainers: no kind "${body.kind ?? ''}" is registered for version "v1"`,
+    );
+  }
+  assertCurrent(pod, body.metadata?.resourceVersion);
+  return legacyEphemeral(cluster.updateEphemeral(pod, body.ephemeralContainers, dryRun));
+}
+
 export async function handle(
   ctx: Ctx,
   r: Route,
@@ -371,6 +409,8 @@ export async function handle(
     if (r.subresource === 'exec') throw badRequest('Upgrade request required');
     if (r.subresource === 'ephemeralcontainers') {
       const dryRun = q.get('dryRun') === 'All';
+      if (cluster.faults.legacyEphemeral)
+        return sendJson(res, 200, await legacyEphemeralRequest(cluster, r.verb, pod, req, dryRun));
       if (r.verb === 'get') return sendJson(res, 200, pod);
       if (r.verb === 'patch') {
         const patched = patchPod(pod, req.headers['content-type'] ?? '', await readBody(req));
@@ -388,17 +428,7 @@ export async function handle(
             `Pod in version "v1" cannot be handled as a Pod: no kind "${body.kind ?? ''}" is registered for version "v1" in scheme "pkg/api/legacyscheme/scheme.go:30"`,
           );
         }
-        const rv = body.metadata?.resourceVersion;
-        if (rv && rv !== pod.metadata.resourceVersion) {
-          throw new ApiError(
-            failure(
-              409,
-              'Conflict',
-              `Operation cannot be fulfilled on pods "${pod.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
-              { name: pod.metadata.name, kind: 'pods' },
-            ),
-          );
-        }
+        assertCurrent(pod, body.metadata?.resourceVersion);
         return sendJson(
           res,
           200,

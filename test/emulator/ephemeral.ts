@@ -272,3 +272,40 @@ export function ephemeralUpdate(
   }
   return list;
 }
+
+/** 1.16-1.21's shape of the subresource: the EphemeralContainers kind, read and replaced whole. */
+export interface LegacyEphemeral {
+  kind: 'EphemeralContainers';
+  apiVersion: 'v1';
+  metadata: Pod['metadata'];
+  ephemeralContainers: EphemeralContainer[];
+}
+
+export function legacyEphemeral(pod: Pod): LegacyEphemeral {
+  return {
+    kind: 'EphemeralContainers',
+    apiVersion: 'v1',
+    // What 1.20 shows: the pod's identity and version, not its labels or annotations.
+    metadata: {
+      name: pod.metadata.name,
+      namespace: pod.metadata.namespace,
+      uid: pod.metadata.uid,
+      resourceVersion: pod.metadata.resourceVersion,
+      creationTimestamp: pod.metadata.creationTimestamp,
+    },
+    ephemeralContainers: structuredClone(pod.spec.ephemeralContainers ?? []),
+  };
+}
+
+/** A replace that names a resourceVersion other than the pod's: the 409 the API server sends. */
+export function assertCurrent(pod: Pod, resourceVersion: string | undefined): void {
+  if (!resourceVersion || resourceVersion === pod.metadata.resourceVersion) return;
+  throw new ApiError(
+    failure(
+      409,
+      'Conflict',
+      `Operation cannot be fulfilled on pods "${pod.metadata.name}": the object has been modified; please apply your changes to the latest version and try again`,
+      { name: pod.metadata.name, kind: 'pods' },
+    ),
+  );
+}

@@ -30,6 +30,16 @@ export interface FaultSettings {
    * each one refused counts down, and at 0 the switch turns itself off.
    */
   failExecs: { containerPrefix: string; count: number } | null;
+  /**
+   * The ephemeralcontainers subresource speaks 1.16-1.21's EphemeralContainers kind, read
+   * and replaced whole, instead of 1.22+'s Pod.
+   */
+  legacyEphemeral: boolean;
+  /**
+   * After each of the next this many reads of that kind the pod changes, as the kubelet's
+   * status updates change it: the replace that follows the read gets 409 Conflict.
+   */
+  modifyAfterEphemeralRead: number;
 }
 
 export function defaultFaults(): FaultSettings {
@@ -43,6 +53,8 @@ export function defaultFaults(): FaultSettings {
     rejectPrivileged: null,
     keepPending: null,
     failExecs: null,
+    legacyEphemeral: false,
+    modifyAfterEphemeralRead: 0,
   };
 }
 
