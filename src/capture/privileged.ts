@@ -7,7 +7,7 @@ import {
   deletePodAndWait,
   listPodsByLabel,
   type PodRef,
-  waitUntilRunning,
+  waitUntilExecutable,
 } from '../kube/helper-pod.ts';
 import type { Logger } from '../log.ts';
 import type { CaptureMode, ModeContext, Placement, TargetContainer } from './capture-mode.ts';
@@ -76,15 +76,16 @@ export const privilegedMode: CaptureMode = {
     }
     log.info('helper pod created', { pod: `${namespace}/${helper.name}`, node: target.nodeName });
 
+    let sign: 'exec' | 'status';
     try {
-      await waitUntilRunning(kc, helper, {
+      sign = await waitUntilExecutable(kc, helper, HELPER_CONTAINER, {
         timeoutMs: (request.helperTimeout ?? DEFAULT_HELPER_TIMEOUT_S) * 1000,
         signal,
       });
     } catch (error) {
       throw startFailure(error, helper, request);
     }
-    log.info('helper pod running', { ms: Date.now() - started });
+    log.info('helper pod running', { ms: Date.now() - started, seen: sign });
 
     const exec = { namespace, pod: helper.name, container: HELPER_CONTAINER };
     // The helper is deleted on stop, and its files with it.

@@ -1,6 +1,7 @@
 import { CoreV1Api, type KubeConfig, type V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
+import { execCollect } from './exec.ts';
 import { watchUntil } from './watch.ts';
 
 // Short-lived helper pods: create one from a spec, wait until it runs (or say
@@ -214,6 +215,61 @@ export async function waitUntilRunning(
     'POD_START_TIMEOUT',
     `pod ${ref(pod)} did not start within ${seconds} s (${last.detail})`,
   );
+}
+
+/** While a pod starts, an exec into it is tried this often. */
+const EXEC_TRY_MS = 100;
+
+/**
+ * Waits until commands can run in the pod's `container`; says which sign came
+ * first. The kubelet runs an exec as soon as the runtime runs the container,
+ * but reports it running only at its next status sync (up to a second later
+ * on 1.20's PLEG): so an exec is tried beside the wait for the status. The
+ * status still says in one line why a pod cannot start.
+ */
+export async function waitUntilExecutable(
+  kc: KubeConfig,
+  pod: PodRef,
+  container: string,
+  options: WaitOptions,
+): Promise<'exec' | 'status'> {
+  const stop = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stop.signal]) : stop.signal;
+  const running = waitUntilRunning(kc, pod, { ...options, signal }).then(() => 'status' as const);
+  // The loser of the race ends with ABORTED once the winner is in.
+  running.catch(() => {});
+  try {
+    return await Promise.race([
+      running,
+      execRuns(kc, pod, container, signal).then((ran) => (ran ? ('exec' as const) : running)),
+    ]);
+  } finally {
+    stop.abort();
+  }
+}
+
+/**
+ * Tries `sh -c :` until it runs. False on an answer other than "not yet"
+ * (404: the kubelet has no such pod yet; 500: no such container running).
+ */
+async function execRuns(
+  kc: KubeConfig,
+  pod: PodRef,
+  container: string,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const where = { namespace: pod.namespace, pod: pod.name, container };
+  while (!signal.aborted) {
+    try {
+      const ran = await execCollect(kc, { ...where, command: ['sh', '-c', ':'], signal });
+      return ran.exitCode === 0;
+    } catch (error) {
+      const code = error instanceof KubedumpError ? error.code : '';
+      if (code !== 'POD_NOT_FOUND' && code !== 'EXEC_REFUSED') return false;
+    }
+    await sleep(EXEC_TRY_MS, signal);
+  }
+  return false;
 }
 
 export interface PodListing {
