@@ -65,8 +65,6 @@ export async function preflight(
       )
     : lookInside(kc, target, signal);
   const reading = target.nodeName ? nodeFacts(kc, target.nodeName) : Promise.resolve(undefined);
-  const notAsked = (check: string) =>
-    skipped(check, `not asked: ${PLACEMENTS[0]} mode can capture`);
   if (options.cheapestFirst && seen) {
     // The probe's exec ran, so exec is allowed: when the container can
     // capture, nothing the permission reviews could say changes the choice.
@@ -80,19 +78,16 @@ export async function preflight(
       notAsked('helper pod admission (dry run)'),
       runtimeCheck(target),
     ];
-    if (chooseMode(enough).candidates[0] === PLACEMENTS[0]) return enough;
+    if (cheapestCaptures(enough)) return enough;
   }
   const [node, { permissions, answers }] = await orStop(
     Promise.all([reading, askAccess(kc, target.namespace, request)]),
     signal,
   );
   const rbac = permissions.map((p, i) => permissionCheck(p, answers[i]));
-  const denied = (mode: PlacementName, resource?: string) =>
+  const denied = (mode: PlacementName, resource: string) =>
     permissions.some(
-      (p, i) =>
-        answers[i] === false &&
-        p.blocks.includes(mode) &&
-        (resource === undefined || p.resource === resource),
+      (p, i) => answers[i] === false && p.blocks.includes(mode) && p.resource === resource,
     );
   const lookChecked: Promise<LookChecks> | LookChecks = denied('unprivileged', 'pods/exec')
     ? { checks: [skipped('shell in the container', 'exec is not allowed')] }
@@ -112,24 +107,27 @@ export async function preflight(
       notAsked('ephemeral container admission (dry run)'),
       notAsked('helper pod admission (dry run)'),
     );
-    if (chooseMode(enough).candidates[0] === PLACEMENTS[0]) return enough;
+    if (cheapestCaptures(enough)) return enough;
   }
   const [look, ephemeral, helper] = await orStop(
-    Promise.all<[Promise<LookChecks> | LookChecks, Promise<Check> | Check, Promise<Check> | Check]>(
-      [
-        lookChecked,
-        denied('ephemeral', 'pods/ephemeralcontainers')
-          ? skipped('ephemeral container admission (dry run)', 'adding one is not allowed')
-          : ephemeralAdmission(kc, target, request),
-        denied('privileged', 'pods')
-          ? skipped('helper pod admission (dry run)', 'creating pods is not allowed')
-          : helperAdmission(kc, target, request),
-      ],
-    ),
+    Promise.all([
+      lookChecked,
+      denied('ephemeral', 'pods/ephemeralcontainers')
+        ? skipped('ephemeral container admission (dry run)', 'adding one is not allowed')
+        : ephemeralAdmission(kc, target, request),
+      denied('privileged', 'pods')
+        ? skipped('helper pod admission (dry run)', 'creating pods is not allowed')
+        : helperAdmission(kc, target, request),
+    ]),
     signal,
   );
   return checks(look, ephemeral, helper);
 }
+
+const notAsked = (check: string) => skipped(check, `not asked: ${PLACEMENTS[0]} mode can capture`);
+
+/** The checks so far let the cheapest mode capture: the rest could not change the choice. */
+const cheapestCaptures = (checks: Check[]) => chooseMode(checks).candidates[0] === PLACEMENTS[0];
 
 /** WebSocket exec is authorised as `get pods/exec` before Kubernetes 1.30, as `create` from 1.30. */
 function execVerbs(version: ServerVersion | undefined): string[] {

@@ -1,8 +1,10 @@
 import { writeSync } from 'node:fs';
+import type { Argv } from 'yargs';
 import yargs from 'yargs';
+import { optionRow } from '../capture/options.ts';
 import { errorLine, KubedumpError } from '../errors.ts';
 import { VERSION } from '../version.ts';
-import { captureCommand, captureOptions } from './capture.ts';
+import { captureCommand, captureOptions, yargsOption } from './capture.ts';
 import { doctorCommand, doctorOptions } from './doctor.ts';
 
 // The command-line face: `kubedump capture POD ...` for terminals and scripts
@@ -42,6 +44,27 @@ function skipHelpCache(parser: object): void {
   if (usage?.cacheHelpMessage) usage.cacheHelpMessage = () => {};
 }
 
+/** `kubedump cleanup`: the capture's rows say where to look; -A looks everywhere. */
+function cleanupOptions<T>(y: Argv<T>) {
+  const [namespace, context, kubeconfig] = (['namespace', 'context', 'kubeconfig'] as const).map(
+    (key) => yargsOption(optionRow(key)),
+  );
+  return y
+    .option('namespace', {
+      ...namespace,
+      type: 'string',
+      describe: "where to look (default: the context's)",
+    })
+    .option('all-namespaces', {
+      alias: 'A',
+      type: 'boolean',
+      default: false,
+      describe: 'every namespace',
+    })
+    .option('context', { ...context, type: 'string' })
+    .option('kubeconfig', { ...kubeconfig, type: 'string' });
+}
+
 export async function runCli(argv: string[], signal: AbortSignal): Promise<number> {
   let code = 0;
   const run = (job: Promise<number>) => {
@@ -79,21 +102,7 @@ export async function runCli(argv: string[], signal: AbortSignal): Promise<numbe
     .command(
       'cleanup',
       'delete every helper pod kubedump left behind',
-      (y) =>
-        y
-          .option('namespace', {
-            alias: 'n',
-            type: 'string',
-            describe: "namespace (default: the context's)",
-          })
-          .option('all-namespaces', {
-            alias: 'A',
-            type: 'boolean',
-            default: false,
-            describe: 'every namespace',
-          })
-          .option('context', { type: 'string', describe: 'kubeconfig context' })
-          .option('kubeconfig', { type: 'string', describe: 'kubeconfig file' }),
+      (y) => cleanupOptions(y),
       (args) =>
         run(
           import('./cleanup.ts').then((m) =>
