@@ -15,15 +15,40 @@ const missing = fileURLToPath(new URL('missing-module.cjs', import.meta.url));
 const polyfill = readFileSync(new URL('async-disposable-stack.js', import.meta.url), 'utf8');
 const keepalive = readFileSync(new URL('keepalive-after-connect.js', import.meta.url), 'utf8');
 
-// Help and usage text (yargs renders it with cliui and string-width) load on
-// first use: a capture or an extcap query never prints help, and evaluating
-// them (string-width builds an Intl.Segmenter) cost ~10 ms of every start.
-// Each bare import of these becomes a function that loads the module when
-// first called; both modules export one function.
-const lazyHelp = {
-  name: 'lazy-help',
+// Modules that load on first use instead of at start.
+// - Help and usage text (yargs renders it with cliui and string-width): a
+//   capture or an extcap query never prints help, and evaluating them
+//   (string-width builds an Intl.Segmenter) cost ~10 ms of every start. Both
+//   export one function: the import becomes a function that loads the module
+//   when first called.
+// - undici, the Kubernetes client's fetch: evaluating it (and the built-in
+//   modules it needs: http2, zlib, stream/web, worker_threads, perf_hooks)
+//   cost ~25 ms of every start, yet a capture in unprivileged mode never
+//   calls it (the pod's read and the exec use node:https). The client uses
+//   three names, only when called: each becomes a getter that loads undici.
+const LAZY = {
+  cliui: 'default-function',
+  'string-width': 'default-function',
+  undici: ['fetch', 'Agent', 'ProxyAgent'],
+};
+const lazyContents = (path, shape) => {
+  const real = `require(${JSON.stringify(path)})`;
+  if (shape === 'default-function') {
+    return `let f;
+export default function (...a) {
+  f ??= ${real}.default;
+  return f.apply(this, a);
+}`;
+  }
+  return shape
+    .map((name) => `Object.defineProperty(exports, ${JSON.stringify(name)}, { enumerable: true, get: () => ${real}.${name} });`)
+    .join('\n');
+};
+const lazyModules = {
+  name: 'lazy-modules',
   setup(b) {
-    b.onResolve({ filter: /^(cliui|string-width)$/ }, async (args) => {
+    const names = Object.keys(LAZY).map((n) => n.replace(/[-/]/g, '\\$&'));
+    b.onResolve({ filter: new RegExp(`^(${names.join('|')})$`) }, async (args) => {
       if (args.pluginData === 'real') return undefined;
       const real = await b.resolve(args.path, {
         kind: args.kind,
@@ -32,14 +57,10 @@ const lazyHelp = {
         pluginData: 'real',
       });
       if (real.errors.length) return { errors: real.errors };
-      return { path: real.path, namespace: 'lazy-help' };
+      return { path: real.path, namespace: 'lazy', pluginData: LAZY[args.path] };
     });
-    b.onLoad({ filter: /.*/, namespace: 'lazy-help' }, (args) => ({
-      contents: `let f;
-export default function (...a) {
-  f ??= require(${JSON.stringify(args.path)}).default;
-  return f.apply(this, a);
-}`,
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, (args) => ({
+      contents: lazyContents(args.path, args.pluginData),
       resolveDir: dirname(args.path),
       loader: 'js',
     }));
@@ -81,7 +102,7 @@ const result = await build({
   keepNames: true,
   legalComments: 'none',
   metafile: true,
-  plugins: [lazyHelp],
+  plugins: [lazyModules],
   logLevel: 'warning',
 });
 writeFileSync(`${outfile}.meta.json`, JSON.stringify(result.metafile));

@@ -1,5 +1,3 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import {
   CoreV1Api,
   type KubeConfig,
@@ -8,6 +6,7 @@ import {
 } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError, forbiddenError, refusedPermission } from './api-errors.ts';
+import { apiJson, type JsonReply } from './api-json.ts';
 import type { PodRef } from './pods.ts';
 import { watchUntil } from './watch.ts';
 
@@ -198,11 +197,6 @@ export async function waitForEphemeralContainer(
   });
 }
 
-interface JsonReply {
-  status: number;
-  body: unknown;
-}
-
 function statusError(reply: JsonReply, what: string): KubedumpError {
   const status = reply.body as { message?: string; reason?: string };
   // The server names the verb it refused (patch, or get and update before 1.22).
@@ -215,47 +209,5 @@ function statusError(reply: JsonReply, what: string): KubedumpError {
       reply.status === 403
         ? 'ask for the RBAC permission "patch pods/ephemeralcontainers" (and "update" before Kubernetes 1.22), or use another --mode'
         : 'check the API server',
-  });
-}
-
-/** One JSON request to the API server, with the kubeconfig's credentials, TLS and proxy. */
-async function apiJson(
-  kc: KubeConfig,
-  method: string,
-  path: string,
-  options: { contentType?: string; body?: unknown } = {},
-): Promise<JsonReply> {
-  const cluster = kc.getCurrentCluster();
-  if (!cluster) throw new KubedumpError('NO_CLUSTER', 'the kubeconfig names no cluster');
-  const url = new URL(cluster.server.replace(/\/$/, '') + path);
-  const https: import('node:https').RequestOptions = { method, headers: {} };
-  await kc.applyToHTTPSOptions(https);
-  const payload =
-    options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
-  https.headers = {
-    ...(https.headers as Record<string, string>),
-    Accept: 'application/json',
-    ...(payload && { 'Content-Type': options.contentType ?? 'application/json' }),
-  };
-  const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-  return new Promise((resolve, reject) => {
-    const req = send(url, https, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8');
-        let body: unknown = raw;
-        try {
-          body = JSON.parse(raw);
-        } catch {
-          // not JSON: keep the text
-        }
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-      res.on('error', reject);
-    });
-    req.setTimeout(30_000, () => req.destroy(new Error('timed out')));
-    req.on('error', (error) => reject(apiError(error, `${method} ${path}`)));
-    req.end(payload);
   });
 }

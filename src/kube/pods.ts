@@ -1,6 +1,13 @@
-import { CoreV1Api, type KubeConfig, type V1Node, type V1Pod } from '@kubernetes/client-node';
+import type {
+  KubeConfig,
+  V1NamespaceList,
+  V1Node,
+  V1Pod,
+  V1PodList,
+} from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError } from './api-errors.ts';
+import { apiJson } from './api-json.ts';
 
 export interface PodRef {
   namespace: string;
@@ -21,22 +28,19 @@ export interface ResolvedContainer {
 
 const DEFAULT_CONTAINER_ANNOTATION = 'kubectl.kubernetes.io/default-container';
 
+/** Reads the pod (over node:https: the first request of every capture). */
 export async function getPod(kc: KubeConfig, ref: PodRef): Promise<V1Pod> {
-  const api = kc.makeApiClient(CoreV1Api);
+  const what = `get pod ${ref.namespace}/${ref.name}`;
+  const path = `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/pods/${encodeURIComponent(ref.name)}`;
   try {
-    return await api.readNamespacedPod({ name: ref.name, namespace: ref.namespace });
+    return await getJson<V1Pod>(kc, path, what);
   } catch (error) {
-    const e = apiError(error, `get pod ${ref.namespace}/${ref.name}`);
-    if (e.code === 'NOT_FOUND') {
-      throw new KubedumpError(
-        'POD_NOT_FOUND',
-        `pod "${ref.name}" not found in namespace "${ref.namespace}"`,
-        {
-          hint: `list the pods with: kubectl get pods -n ${ref.namespace}`,
-        },
-      );
-    }
-    throw e;
+    if ((error as KubedumpError).code !== 'NOT_FOUND') throw error;
+    throw new KubedumpError(
+      'POD_NOT_FOUND',
+      `pod "${ref.name}" not found in namespace "${ref.namespace}"`,
+      { hint: `list the pods with: kubectl get pods -n ${ref.namespace}` },
+    );
   }
 }
 
@@ -128,11 +132,11 @@ function readNodeOnce(kc: KubeConfig, nodeName: string): Promise<V1Node | undefi
   }
   let read = reads.get(nodeName);
   if (!read) {
-    read = kc
-      .makeApiClient(CoreV1Api)
-      .readNode({ name: nodeName })
+    read = apiJson(kc, 'GET', `/api/v1/nodes/${encodeURIComponent(nodeName)}`).then(
       // e.g. RBAC forbids nodes: callers fall back to what the pod says
-      .catch(() => undefined);
+      (reply) => (reply.status < 300 ? (reply.body as V1Node) : undefined),
+      () => undefined,
+    );
     reads.set(nodeName, read);
   }
   return read;
@@ -187,11 +191,18 @@ export async function listRunningPods(
   namespace: string | undefined,
   limit: number,
 ) {
-  const api = kc.makeApiClient(CoreV1Api);
-  const fieldSelector = 'status.phase=Running';
-  const list = namespace
-    ? await api.listNamespacedPod({ namespace, fieldSelector, limit })
-    : await api.listPodForAllNamespaces({ fieldSelector, limit });
+  const query = new URLSearchParams({
+    fieldSelector: 'status.phase=Running',
+    limit: String(limit),
+  });
+  const path = namespace
+    ? `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods?${query}`
+    : `/api/v1/pods?${query}`;
+  const list = await getJson<V1PodList>(
+    kc,
+    path,
+    namespace ? `list pods in namespace ${namespace}` : 'list pods',
+  );
   return list.items.map((pod) => ({
     namespace: pod.metadata?.namespace ?? '',
     name: pod.metadata?.name ?? '',
@@ -203,9 +214,22 @@ export async function listRunningPods(
 }
 
 export async function listNamespaces(kc: KubeConfig): Promise<string[]> {
-  const api = kc.makeApiClient(CoreV1Api);
-  const list = await api.listNamespace({ limit: 500 });
+  const list = await getJson<V1NamespaceList>(
+    kc,
+    '/api/v1/namespaces?limit=500',
+    'list namespaces',
+  );
   return list.items.map((ns) => ns.metadata?.name ?? '').filter(Boolean);
+}
+
+/**
+ * A GET whose answer is read as JSON, not through the client's serializer:
+ * for thousands of pods that walk cost more than the request.
+ */
+async function getJson<T>(kc: KubeConfig, path: string, what: string): Promise<T> {
+  const reply = await apiJson(kc, 'GET', path, { what });
+  if (reply.status >= 300) throw apiError({ code: reply.status, body: reply.body }, what);
+  return reply.body as T;
 }
 
 /**
