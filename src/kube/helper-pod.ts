@@ -217,8 +217,14 @@ export async function waitUntilRunning(
   );
 }
 
-/** While a pod starts, an exec into it is tried this often. */
+/**
+ * While a pod starts, an exec into it is tried every 100 ms for 2 s (a
+ * helper whose image is on the node runs within that), then every second
+ * (an image being pulled: fewer requests that can only fail).
+ */
 const EXEC_TRY_MS = 100;
+const EXEC_TRY_SLOW_MS = 1000;
+const EXEC_TRY_FAST_FOR_MS = 2000;
 
 /**
  * Waits until commands can run in the pod's `container`; says which sign came
@@ -259,6 +265,7 @@ async function execRuns(
   signal: AbortSignal,
 ): Promise<boolean> {
   const where = { namespace: pod.namespace, pod: pod.name, container };
+  const started = Date.now();
   while (!signal.aborted) {
     try {
       const ran = await execCollect(kc, { ...where, command: ['sh', '-c', ':'], signal });
@@ -267,7 +274,8 @@ async function execRuns(
       const code = error instanceof KubedumpError ? error.code : '';
       if (code !== 'POD_NOT_FOUND' && code !== 'EXEC_REFUSED') return false;
     }
-    await sleep(EXEC_TRY_MS, signal);
+    const fast = Date.now() - started < EXEC_TRY_FAST_FOR_MS;
+    await sleep(fast ? EXEC_TRY_MS : EXEC_TRY_SLOW_MS, signal);
   }
   return false;
 }
