@@ -1,13 +1,8 @@
-import {
-  CoreV1Api,
-  type KubeConfig,
-  type V1EphemeralContainer,
-  type V1Pod,
-} from '@kubernetes/client-node';
+import type { KubeConfig, V1EphemeralContainer, V1Pod } from '@kubernetes/client-node';
 import { KubedumpError } from '../errors.ts';
 import { apiError, forbiddenError, refusedPermission } from './api-errors.ts';
 import { apiJson, type JsonReply } from './api-json.ts';
-import type { PodRef } from './pods.ts';
+import { getPod, type PodRef } from './pods.ts';
 import { watchUntil } from './watch.ts';
 
 // Ephemeral containers, as `kubectl debug` adds them: the Pod subresource of
@@ -110,34 +105,8 @@ export async function waitForEphemeralContainer(
   options: { timeoutMs: number; signal: AbortSignal },
 ): Promise<void> {
   const what = `ephemeral container ${name} in pod ${pod.namespace}/${pod.name}`;
-  const judge = (p: V1Pod): 'running' | 'waiting' | KubedumpError => {
-    const status = p.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
-    if (status?.state?.running) return 'running';
-    const ended = status?.state?.terminated;
-    if (ended) {
-      return new KubedumpError(
-        'CONTAINER_FAILED',
-        `${what} ended (${ended.reason ?? `exit ${ended.exitCode}`})`,
-        {
-          hint: 'check the helper image (--helper-image needs sh) and the pod events',
-        },
-      );
-    }
-    const reason = status?.state?.waiting?.reason ?? '';
-    if (/ErrImagePull|ImagePullBackOff|InvalidImageName/.test(reason)) {
-      return new KubedumpError('IMAGE_PULL', `${what} cannot pull its image (${reason})`, {
-        hint: 'use --helper-image with an image the node can pull (it needs sh)',
-      });
-    }
-    return 'waiting';
-  };
-  const api = kc.makeApiClient(CoreV1Api);
-  let first: V1Pod;
-  try {
-    first = await api.readNamespacedPod({ name: pod.name, namespace: pod.namespace });
-  } catch (error) {
-    throw apiError(error, `get pod ${pod.namespace}/${pod.name}`);
-  }
+  const judge = (p: V1Pod) => ephemeralProgress(p, name, what);
+  const first = await getPod(kc, pod);
   const now = judge(first);
   if (now === 'running') return;
   if (now instanceof KubedumpError) throw now;
@@ -195,6 +164,33 @@ export async function waitForEphemeralContainer(
       stop.signal,
     );
   });
+}
+
+/** Where the ephemeral container `name` stands in `p`: running, still waiting, or a one-line failure. */
+function ephemeralProgress(
+  p: V1Pod,
+  name: string,
+  what: string,
+): 'running' | 'waiting' | KubedumpError {
+  const status = p.status?.ephemeralContainerStatuses?.find((s) => s.name === name);
+  if (status?.state?.running) return 'running';
+  const ended = status?.state?.terminated;
+  if (ended) {
+    return new KubedumpError(
+      'CONTAINER_FAILED',
+      `${what} ended (${ended.reason ?? `exit ${ended.exitCode}`})`,
+      {
+        hint: 'check the helper image (--helper-image needs sh) and the pod events',
+      },
+    );
+  }
+  const reason = status?.state?.waiting?.reason ?? '';
+  if (/ErrImagePull|ImagePullBackOff|InvalidImageName/.test(reason)) {
+    return new KubedumpError('IMAGE_PULL', `${what} cannot pull its image (${reason})`, {
+      hint: 'use --helper-image with an image the node can pull (it needs sh)',
+    });
+  }
+  return 'waiting';
 }
 
 function statusError(reply: JsonReply, what: string): KubedumpError {
