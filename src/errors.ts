@@ -38,6 +38,7 @@ export const ERROR_CODES = [
   'NO_NODE',
   'NO_PODS',
   'NO_SHELL',
+  'PROXY_FORBIDDEN',
   'NO_SUCH_INTERFACE',
   'NO_WRITABLE_DIR',
   'PCAP_FORMAT',
@@ -65,6 +66,8 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 
 /** A Kubernetes API `Status` as the server sent it. */
 export interface ApiStatus {
+  /** "Status" when the API server itself answered. */
+  kind?: string;
   message?: string;
   reason?: string;
   code?: number;

@@ -238,6 +238,15 @@ function skipped(check: string, why: string): Check {
   return { check, result: 'skip', detail: why, blocks: [] };
 }
 
+/** What a refused exec into the target says of each mode; a proxy that refuses exec refuses it into a helper pod too. */
+const EXEC_REFUSALS: Record<string, { reason: string; blocks: PlacementName[] }> = {
+  FORBIDDEN: { reason: 'exec is not allowed', blocks: ['unprivileged', 'ephemeral'] },
+  PROXY_FORBIDDEN: {
+    reason: 'a proxy refuses exec',
+    blocks: ['unprivileged', 'ephemeral', 'privileged'],
+  },
+};
+
 /** One exec into the target container: shell, user and capabilities, a directory for tcpdump. */
 async function lookInside(
   kc: KubeConfig,
@@ -257,18 +266,12 @@ async function lookInside(
       signal,
     });
   } catch (error) {
-    const forbidden = error instanceof KubedumpError && error.code === 'FORBIDDEN';
-    return {
-      checks: [
-        {
-          check: shell,
-          result: 'fail',
-          detail: errorLine(error),
-          reason: forbidden ? 'exec is not allowed' : `cannot exec into ${container}`,
-          blocks: forbidden ? ['unprivileged', 'ephemeral'] : ['unprivileged'],
-        },
-      ],
+    const code = error instanceof KubedumpError ? error.code : undefined;
+    const { reason, blocks } = EXEC_REFUSALS[code ?? ''] ?? {
+      reason: `cannot exec into ${container}`,
+      blocks: ['unprivileged'],
     };
+    return { checks: [{ check: shell, result: 'fail', detail: errorLine(error), reason, blocks }] };
   }
   const look = parseContainerLook(result.stdout.toString('utf8'));
   if (!look) {

@@ -72,6 +72,19 @@ export function forbiddenError(
   status?: ApiStatus,
 ): KubedumpError {
   const refused = refusedPermission(said);
+  // The API server refuses with a Status; a bare "Forbidden" is a proxy's
+  // (`kubectl proxy` on exec and attach), which RBAC cannot help.
+  if (!refused && status && status.kind !== 'Status' && said.trim() === 'Forbidden') {
+    return new KubedumpError(
+      'PROXY_FORBIDDEN',
+      `${what}: refused by a proxy in front of the API server (403 Forbidden, no Kubernetes status)`,
+      {
+        hint: "`kubectl proxy` refuses exec unless started with --reject-paths='^$'; otherwise ask who runs the proxy, or use another context",
+        cause,
+        status,
+      },
+    );
+  }
   if (!refused) {
     return new KubedumpError('FORBIDDEN', `${what}: forbidden: ${said}`, {
       hint: 'ask for the RBAC permission named above, or use another context',

@@ -98,11 +98,17 @@ export function loadKubeConfig(
   }
   // client-node honours the cluster's proxy-url (REST and our WebSocket exec
   // both take their agent from it), but not the environment: fill it in.
-  if (!cluster.proxyUrl) {
-    const proxyUrl = proxyFromEnvironment(cluster.server, env);
-    if (proxyUrl) {
-      kc.clusters = kc.clusters.map((c) => (c === cluster ? { ...c, proxyUrl } : c));
-    }
+  const proxyUrl = cluster.proxyUrl || proxyFromEnvironment(cluster.server, env);
+  // A plain http:// server (`kubectl proxy`) works in kubectl; client-node
+  // refuses one unless told to skip a TLS check there is none of.
+  const plainHttp = /^http:/i.test(cluster.server) && !cluster.skipTLSVerify;
+  if ((proxyUrl && proxyUrl !== cluster.proxyUrl) || plainHttp) {
+    const mended = {
+      ...cluster,
+      ...(proxyUrl && { proxyUrl }),
+      ...(plainHttp && { skipTLSVerify: true }),
+    };
+    kc.clusters = kc.clusters.map((c) => (c === cluster ? mended : c));
   }
   return kc;
 }

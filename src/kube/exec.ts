@@ -2,7 +2,7 @@ import type { RequestOptions } from 'node:https';
 import { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { KubedumpError } from '../errors.ts';
+import { type ApiStatus, KubedumpError } from '../errors.ts';
 import { forbiddenError, parseStatus } from './api-errors.ts';
 import { type ChannelSocket, connectChannelSocket, OPEN, UpgradeRefused } from './websocket.ts';
 
@@ -225,7 +225,7 @@ export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<Ex
       throw new KubedumpError('ABORTED', `exec in ${target(options)}: stopped`);
     }
     if (error instanceof UpgradeRefused) {
-      throw refusal(error.statusCode, parseStatus(error.body)?.message, options);
+      throw refusal(error.statusCode, parseStatus(error.body), options);
     }
     const said = (error as Error).message;
     throw new KubedumpError('CLUSTER_UNREACHABLE', `exec in ${target(options)}: ${said}`, {
@@ -235,9 +235,9 @@ export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<Ex
   }
 }
 
-function refusal(code: number, said: string | undefined, options: ExecOptions): KubedumpError {
+function refusal(code: number, status: ApiStatus | undefined, options: ExecOptions): KubedumpError {
   const what = `exec in ${target(options)}`;
-  const detail = said ?? `HTTP ${code}`;
+  const detail = status?.message ?? `HTTP ${code}`;
   if (code === 401) {
     return new KubedumpError(
       'UNAUTHORIZED',
@@ -247,7 +247,7 @@ function refusal(code: number, said: string | undefined, options: ExecOptions): 
       },
     );
   }
-  if (code === 403) return forbiddenError(what, detail);
+  if (code === 403) return forbiddenError(what, detail, undefined, status);
   if (code === 404) {
     return new KubedumpError('POD_NOT_FOUND', `pod ${options.namespace}/${options.pod} not found`, {
       hint: 'check the pod name and namespace (kubectl get pods -n NAMESPACE)',

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
+import { HELPER_SELECTOR } from '../../src/capture/helper-spec.ts';
 import { startEmulator } from '../emulator/index.ts';
 import { kubedumpCommand, run } from '../support/kubedump.ts';
 import { kubectl, realCluster } from '../support/real-cluster.ts';
@@ -22,7 +23,8 @@ import { assertValidCapture, readLog, sleep, until } from '../support/reliabilit
 // Real clients against the real cluster: a real HTTP proxy (tinyproxy) in
 // front of it, reached by a name that is not loopback; an exec credential
 // plugin slower than the discovery deadline; config.json naming another
-// kubeconfig whose context shares its name with one in $KUBECONFIG.
+// kubeconfig whose context shares its name with one in $KUBECONFIG; `kubectl
+// proxy`, a plain http:// server that refuses exec unless told otherwise.
 
 const API_ALIAS = 'kubedump-api.test';
 const kubedump = kubedumpCommand();
@@ -243,6 +245,87 @@ describe('a real HTTP proxy in front of the real cluster', () => {
       https_proxy: proxy.url,
     });
     assert.deepEqual(proxy.connects().slice(before), []);
+  });
+});
+
+/** `kubectl proxy` on a free port, with `extra` flags; resolves once it serves. */
+async function startKubectlProxy(dir: string, extra: string[]) {
+  const port = await freePort();
+  const child = spawn(
+    'kubectl',
+    ['proxy', `--port=${port}`, `--kubeconfig=${realCluster().kubeconfig}`, ...extra],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  let said = '';
+  child.stdout?.on('data', (c) => (said += c));
+  const exited = new Promise((r) => child.once('exit', r));
+  await until('kubectl proxy to serve', () => said.includes('Starting to serve'), 10_000);
+  // No user: the proxy brings the credentials, as a kubeconfig for it would.
+  const kubeconfig = join(dir, `kubeconfig-${port}`);
+  writeFileSync(
+    kubeconfig,
+    `apiVersion: v1
+kind: Config
+clusters: [{name: proxy, cluster: {server: "http://127.0.0.1:${port}"}}]
+users: [{name: proxy, user: {}}]
+contexts: [{name: proxy, context: {cluster: proxy, user: proxy, namespace: demo}}]
+current-context: proxy
+`,
+  );
+  return {
+    env: homeEnv(join(dir, String(port)), kubeconfig),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+describe('`kubectl proxy` in front of the real cluster (a plain http:// server)', () => {
+  let dir: string;
+  const stops: (() => Promise<void>)[] = [];
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'kubedump-kubectl-proxy-'));
+  });
+  after(() => Promise.all(stops.map((stop) => stop())));
+
+  const helperPods = async () => {
+    const got = await kubectl(['get', 'pods', '-A', '-l', HELPER_SELECTOR, '-o', 'name'], {
+      kubeconfig: realCluster().kubeconfig,
+    });
+    assert.equal(got.code, 0, got.stderr);
+    return got.stdout.split('\n').filter(Boolean);
+  };
+
+  test("with exec allowed (--reject-paths='^$'): the pods are listed and a capture holds packets", async () => {
+    const proxy = await startKubectlProxy(dir, ['--reject-paths=^$']);
+    stops.push(proxy.stop);
+    await listedPods(proxy.env);
+    const out = join(dir, 'allowed.pcap');
+    const ran = await run(
+      [...kubedump, 'capture', 'web', '--mode', 'unprivileged', '--max-seconds', '6', '-w', out],
+      { env: proxy.env, timeoutMs: 40_000 },
+    );
+    assert.equal(ran.code, 0, ran.stderr);
+    assert.ok((await assertValidCapture(out)) > 0, 'the capture holds the pod’s packets');
+  });
+
+  test('by default (exec refused): one line naming the proxy and its flag; nothing is created', async () => {
+    const proxy = await startKubectlProxy(dir, []);
+    stops.push(proxy.stop);
+    const before = await helperPods();
+    const out = join(dir, 'refused.pcap');
+    const ran = await run([...kubedump, 'capture', 'web', '--max-seconds', '6', '-w', out], {
+      env: proxy.env,
+      timeoutMs: 40_000,
+    });
+    assert.equal(ran.code, 1);
+    assert.equal(ran.stderr.trim().split('\n').length, 1, ran.stderr);
+    assert.match(ran.stderr, /privileged: a proxy refuses exec/);
+    const doctor = await run([...kubedump, 'doctor', 'web'], { env: proxy.env, timeoutMs: 40_000 });
+    assert.match(doctor.stdout, /--reject-paths='\^\$'/, 'doctor says what to do');
+    assert.deepEqual(await helperPods(), before, 'no helper pod was created');
+    assert.equal(await assertValidCapture(out), 0, 'the file is a valid, empty capture');
   });
 });
 

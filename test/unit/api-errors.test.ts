@@ -2,7 +2,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { creationFailure } from '../../src/capture/privileged.ts';
 import { KubedumpError } from '../../src/errors.ts';
-import { apiError, forbiddenError, refusedPermission } from '../../src/kube/api-errors.ts';
+import {
+  apiError,
+  forbiddenError,
+  parseStatus,
+  refusedPermission,
+} from '../../src/kube/api-errors.ts';
 
 // What API servers answer with 403 (kube-apiserver 1.20 and later word it the same way).
 const EXEC_GET =
@@ -30,6 +35,26 @@ test('the refused verb and resource are read from the 403 message', () => {
   assert.deepEqual(refusedPermission(NODES), { user: 'u', verb: 'get', resource: 'nodes' });
   assert.equal(refusedPermission(DEPLOY)?.resource, 'deployments.apps');
   assert.equal(refusedPermission('admission webhook "x" denied the request'), undefined);
+});
+
+test('a bare "Forbidden" is a proxy’s; the API server’s own 403s, Status or text, are not', () => {
+  const proxy = forbiddenError(
+    'exec in demo/web',
+    'Forbidden',
+    undefined,
+    parseStatus('Forbidden\n'),
+  );
+  assert.equal(proxy.code, 'PROXY_FORBIDDEN');
+  assert.match(proxy.line, /refused by a proxy in front of the API server.*--reject-paths='\^\$'/);
+  const status = { kind: 'Status', message: 'Forbidden', reason: 'Forbidden', code: 403 };
+  assert.equal(
+    forbiddenError('get pod demo/web', 'Forbidden', undefined, status).code,
+    'FORBIDDEN',
+  );
+  // The kubelet's protocol refusal is text too, and names what it refused.
+  const negotiation = 'unable to upgrade: unable to negotiate protocol';
+  const text = forbiddenError('exec in demo/web', negotiation, undefined, parseStatus(negotiation));
+  assert.equal(text.code, 'FORBIDDEN');
 });
 
 test('a forbidden exec names the verb refused and both verbs exec needs', () => {

@@ -5,12 +5,13 @@ import { createServer as createTcpServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { test } from 'node:test';
-import type { V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, type V1Pod } from '@kubernetes/client-node';
 import { WebSocketServer } from 'ws';
 import type { KubedumpError } from '../../src/errors.ts';
 import { loadKubeConfig, proxyFromEnvironment } from '../../src/kube/config.ts';
 import { lineSplitter, openExec } from '../../src/kube/exec.ts';
 import {
+  getPod,
   hostNetworkNotice,
   pickContainer,
   requireLinux,
@@ -31,12 +32,12 @@ const tmp = (name: string) => mkdtempSync(join(tmpdir(), `kubedump-${name}-`));
 
 function kubeconfigText(
   server: string,
-  options: { context?: string; proxyUrl?: string; namespace?: string } = {},
+  options: { context?: string; proxyUrl?: string; namespace?: string; verify?: boolean } = {},
 ) {
   const context = options.context ?? 'ctx';
   return `apiVersion: v1
 kind: Config
-clusters: [{name: c-${context}, cluster: {server: "${server}", insecure-skip-tls-verify: true${options.proxyUrl ? `, proxy-url: "${options.proxyUrl}"` : ''}}}]
+clusters: [{name: c-${context}, cluster: {server: "${server}", insecure-skip-tls-verify: ${!options.verify}${options.proxyUrl ? `, proxy-url: "${options.proxyUrl}"` : ''}}}]
 users: [{name: u-${context}, user: {token: t}}]
 contexts: [{name: ${context}, context: {cluster: c-${context}, user: u-${context}, namespace: ${options.namespace ?? 'demo'}}}]
 current-context: ${context}
@@ -98,6 +99,32 @@ test('loadKubeConfig gives the cluster the environment proxy, and keeps its own 
     loadKubeConfig({ kubeconfig: file }, env).getCurrentCluster()?.proxyUrl,
     'http://own:8888',
   );
+});
+
+test('a plain http:// server, as `kubectl proxy` serves, is used as kubectl uses it', async () => {
+  const seen: string[] = [];
+  const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.setHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({ kind: 'Pod', apiVersion: 'v1', metadata: { name: 'web' } }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as { port: number };
+  const dir = tmp('plain-http');
+  const file = join(dir, 'kubeconfig');
+  writeFileSync(file, kubeconfigText(`http://127.0.0.1:${port}`, { verify: true }));
+  try {
+    const kc = loadKubeConfig({ kubeconfig: file }, {});
+    const path = '/api/v1/namespaces/demo/pods/web';
+    assert.equal((await getPod(kc, { namespace: 'demo', name: 'web' })).metadata?.name, 'web');
+    const api = kc.makeApiClient(CoreV1Api);
+    const read = await api.readNamespacedPod({ namespace: 'demo', name: 'web' });
+    assert.equal(read.metadata?.name, 'web');
+    assert.deepEqual(seen, [`GET ${path}`, `GET ${path}`], 'both clients asked the http server');
+  } finally {
+    server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 // ----------------------------------------------------------- KUBECONFIG ---
