@@ -117,6 +117,20 @@ export function fileLogger(path: string, level: Level): Logger {
   };
 }
 
+const mb = (bytes: number) => Math.round(bytes / 1048576);
+
+/** The process's memory, in MB: V8's heap, the buffers outside it, and the peak RSS. */
+export function memoryFields(): Record<string, number> {
+  const m = process.memoryUsage();
+  return {
+    rssMb: mb(m.rss),
+    heapMb: mb(m.heapTotal),
+    heapUsedMb: mb(m.heapUsed),
+    externalMb: mb(m.external),
+    maxRssMb: mb(process.resourceUsage().maxRSS * 1024),
+  };
+}
+
 export function defaultLogFile(): string {
   return platformLogFile(currentHost());
 }

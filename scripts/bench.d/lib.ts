@@ -78,7 +78,7 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * touched) and RssAnon (heap, buffers: what grows with load).
  */
 export class RssSampler {
-  readonly samples: { t: number; kb: number; anonKb: number }[] = [];
+  readonly samples: { t: number; kb: number; anonKb: number; fileKb: number }[] = [];
   readonly #timer: NodeJS.Timeout;
   readonly #start = performance.now();
   constructor(pid: number, everyMs = 100) {
@@ -87,9 +87,11 @@ export class RssSampler {
         const status = readFileSync(`/proc/${pid}/status`, 'utf8');
         const rss = /VmRSS:\s+(\d+)/.exec(status);
         const anon = /RssAnon:\s+(\d+)/.exec(status);
-        if (rss && anon) {
+        const file = /RssFile:\s+(\d+)/.exec(status);
+        if (rss && anon && file) {
           const t = performance.now() - this.#start;
-          this.samples.push({ t, kb: Number(rss[1]), anonKb: Number(anon[1]) });
+          const kb = (m: RegExpExecArray) => Number(m[1]);
+          this.samples.push({ t, kb: kb(rss), anonKb: kb(anon), fileKb: kb(file) });
         }
       } catch {
         // the process ended
@@ -99,7 +101,11 @@ export class RssSampler {
   stop(): void {
     clearInterval(this.#timer);
   }
-  peakMb(from = 0, to = Number.POSITIVE_INFINITY, which: 'kb' | 'anonKb' = 'kb'): number {
+  peakMb(
+    from = 0,
+    to = Number.POSITIVE_INFINITY,
+    which: 'kb' | 'anonKb' | 'fileKb' = 'kb',
+  ): number {
     let peak = 0;
     for (const s of this.samples) if (s.t >= from && s.t <= to) peak = Math.max(peak, s[which]);
     return peak / 1024;

@@ -6,6 +6,7 @@ import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import { selectableContainers } from '../kube/pods.ts';
 import { describeTarget, isSinglePod, parseTarget, type TargetSpec } from '../kube/target-spec.ts';
 import { isRunning, namespaceNames, podQuery, runningPods, watchPods } from '../kube/targets.ts';
+import { memoryFields } from '../log.ts';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { interfaceFromPcap, PcapToPcapng } from '../pcap/pcapng.ts';
 import { PcapngOutput } from '../pcap/pcapng-output.ts';
@@ -27,6 +28,22 @@ export async function captureTarget(
   hooks: CaptureHooks,
 ): Promise<CaptureSummary> {
   validateRequest(request);
+  // At debug level the log tells where the memory goes, for a report of a large RSS.
+  const memory = setInterval(() => hooks.log.debug('memory', memoryFields()), 2000).unref();
+  try {
+    return await captureSpec(request, sink, signal, hooks);
+  } finally {
+    clearInterval(memory);
+    hooks.log.debug('memory', memoryFields());
+  }
+}
+
+async function captureSpec(
+  request: CaptureRequest,
+  sink: Writable,
+  signal: AbortSignal,
+  hooks: CaptureHooks,
+): Promise<CaptureSummary> {
   const spec = parseTarget(request.pod, request.selector, request.allPods) as TargetSpec;
   if (spec.kind === 'pods' && isSinglePod(spec) && request.format !== 'pcapng') {
     return runCapture({ ...request, pod: spec.names[0] as string }, sink, signal, hooks);
