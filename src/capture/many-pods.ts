@@ -116,14 +116,7 @@ async function captureMany(
   try {
     const watch = 'selector' in query ? query.selector : undefined;
     const capture = (pod: V1Pod, stop: AbortSignal) => {
-      // A pod that joined later is named too, from its own record on.
-      const ips = (pod.status?.podIPs ?? []).map((a) => a.ip).filter((ip) => !named.has(ip));
-      if (ips.length) {
-        output.addNames(
-          ips.map((address) => ({ address, names: [`${pod.metadata?.name}.${namespace}`] })),
-        );
-        for (const ip of ips) named.add(ip);
-      }
+      nameNewAddresses(output, named, pod, namespace);
       return capturePod(request, pod, namespace, output, stop, hooks).then((ended) => {
         if (ended.failure !== undefined) {
           notice(`${namespace}/${pod.metadata?.name}: ${errorLine(ended.failure)}`);
@@ -141,6 +134,21 @@ async function captureMany(
   // Every pod failed: that is the capture's failure (the file still holds why, per pod).
   if (failures.failed === failures.started && !all.signal.aborted) throw failures.first;
   return { packets: output.packets, bytes: output.bytes, ended };
+}
+
+/** Names a pod's addresses not named yet: a pod that joined later is named from its own record on. */
+function nameNewAddresses(
+  output: PcapngOutput,
+  named: Set<string>,
+  pod: V1Pod,
+  namespace: string,
+): void {
+  const ips = (pod.status?.podIPs ?? []).map((a) => a.ip).filter((ip) => !named.has(ip));
+  if (ips.length === 0) return;
+  output.addNames(
+    ips.map((address) => ({ address, names: [`${pod.metadata?.name}.${namespace}`] })),
+  );
+  for (const ip of ips) named.add(ip);
 }
 
 /** The target's running pods (at most `max`, with a line when there are more) and the namespace's names. */
