@@ -1,4 +1,4 @@
-import { close, fstat, open, writev, writevSync } from 'node:fs';
+import { close, fstat, open, writev } from 'node:fs';
 import { Socket } from 'node:net';
 import { Writable } from 'node:stream';
 
@@ -21,16 +21,6 @@ function writeAll(fd: number, buffers: Buffer[], callback: Done, delay = 1): voi
       else callback();
     }
   });
-}
-
-/** Writes every byte of `buffers` now; returns the error, if any. */
-function writeAllSync(fd: number, buffers: Buffer[]): Error | undefined {
-  try {
-    for (let rest = buffers; rest.length > 0; ) rest = unwritten(rest, writevSync(fd, rest));
-  } catch (error) {
-    return error as Error;
-  }
-  return undefined;
 }
 
 /**
@@ -61,19 +51,17 @@ class FdWritable extends Writable {
 
 /**
  * A file or fifo by path, opened when the stream is constructed (a fifo's
- * open waits for its reader). It writes the way Node's own process.stdout
- * does for what it opened: a regular file synchronously (the page cache takes
- * it at once; a thread-pool round trip per chunk cost more CPU than the
- * write), a fifo as a non-blocking pipe on the event loop (a slow reader holds
- * the capture back, never the loop), anything else (a Windows named pipe, a
- * device) through the thread pool.
+ * open waits for its reader). A fifo is written as a non-blocking pipe on the
+ * event loop (a slow reader holds the capture back, never the loop); anything
+ * else (a regular file, a Windows named pipe, a device) through the thread
+ * pool, so the event loop reads the socket while the kernel copies into the
+ * page cache, as kubectl's writer and reader run on threads of their own.
+ * What arrives meanwhile goes out in the next writev.
  */
 class PathWritable extends Writable {
   readonly #path: string;
   readonly #mode: number;
   #fd = -1;
-  /** A regular file: written synchronously. */
-  #file = false;
   /** A fifo: written as a non-blocking pipe. */
   #pipe: Socket | undefined;
 
@@ -89,7 +77,6 @@ class PathWritable extends Writable {
       this.#fd = fd;
       fstat(fd, (statError, stats) => {
         if (statError) return callback(statError);
-        this.#file = stats.isFile();
         if (stats.isFIFO() && process.platform !== 'win32') {
           this.#pipe = new Socket({ fd, readable: false, writable: true });
           this.#pipe.on('error', (e) => this.destroy(e));
@@ -111,8 +98,6 @@ class PathWritable extends Writable {
       const last = buffers.pop() as Buffer;
       for (const buffer of buffers) this.#pipe.write(buffer);
       this.#pipe.write(last, callback);
-    } else if (this.#file) {
-      callback(writeAllSync(this.#fd, buffers));
     } else {
       writeAll(this.#fd, buffers, callback);
     }
