@@ -1,6 +1,6 @@
 // Shared pieces of `npm run bench`: processes, timing, statistics, the table.
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Ran, run } from '../../test/support/kubedump.ts';
 
@@ -77,6 +77,38 @@ export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * VmRSS (everything, including the pages of the 110 MB executable that were
  * touched) and RssAnon (heap, buffers: what grows with load).
  */
+/** The CPU seconds (user + system) the processes have used so far; ended ones count 0. */
+export function cpuSeconds(pids: readonly number[]): number {
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields 14 and 15 (utime, stime), counted after the command name's ")".
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process ended
+    }
+  }
+  return ticks / 100;
+}
+
+/** The processes whose command name is one of `names` or starts with one ending in "*". */
+export function pidsNamed(names: readonly string[]): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm = '';
+    try {
+      comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    const match = (n: string) => (n.endsWith('*') ? comm.startsWith(n.slice(0, -1)) : comm === n);
+    if (names.some(match)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
 export class RssSampler {
   readonly samples: { t: number; kb: number; anonKb: number; fileKb: number }[] = [];
   readonly #timer: NodeJS.Timeout;

@@ -6,7 +6,18 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchDiscovery, benchTshark } from './discovery.ts';
-import { kubectl, log, NODE, REAL_KUBECONFIG, ROOT, rows, run, table, waitExit } from './lib.ts';
+import {
+  kubectl,
+  log,
+  NODE,
+  pidsNamed,
+  REAL_KUBECONFIG,
+  ROOT,
+  rows,
+  run,
+  table,
+  waitExit,
+} from './lib.ts';
 import { benchLoad } from './load.ts';
 import { benchLoadMany } from './load-many.ts';
 import { benchThroughput } from './throughput.ts';
@@ -25,7 +36,11 @@ const only = new Set(values.only.split(','));
 const started = performance.now();
 
 /** The emulated cluster: 5,000 unbacked pods over 100 namespaces (50 each), plus demo pods. */
-async function startEmulator(): Promise<{ kubeconfig: string; stop: () => Promise<void> }> {
+async function startEmulator(): Promise<{
+  kubeconfig: string;
+  pid: number;
+  stop: () => Promise<void>;
+}> {
   const child = spawn(
     NODE,
     [join(ROOT, 'test/emulator/main.ts'), '--bulk', '5000', '--bulk-namespaces', '100'],
@@ -42,6 +57,7 @@ async function startEmulator(): Promise<{ kubeconfig: string; stop: () => Promis
   });
   return {
     kubeconfig,
+    pid: child.pid as number,
     stop: async () => {
       child.kill('SIGTERM');
       await waitExit(child);
@@ -72,8 +88,9 @@ try {
     await benchTshark({ ...emu, label: 'emulated, 50 pods', pods: 50 }, Math.min(runs, 3));
   }
   if (only.has('3')) {
-    await benchThroughput('real cluster', REAL_KUBECONFIG, runs, 512);
-    await benchThroughput('emulated', emulator.kubeconfig, runs, 512);
+    const cluster = pidsNamed(['kube-apiserver', 'kubelet', 'containerd*']);
+    await benchThroughput('real cluster', REAL_KUBECONFIG, runs, 512, cluster);
+    await benchThroughput('emulated', emulator.kubeconfig, runs, 512, [emulator.pid]);
   }
   if (only.has('4') || only.has('6')) {
     await benchLoad(REAL_KUBECONFIG, Number(values['load-seconds']));
