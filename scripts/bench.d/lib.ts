@@ -72,11 +72,6 @@ export function kubectl(kubeconfig: string, args: readonly string[]): string[] {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Peak resident set size of a process, sampled from /proc every `everyMs`:
- * VmRSS (everything, including the pages of the 110 MB executable that were
- * touched) and RssAnon (heap, buffers: what grows with load).
- */
 /** The CPU seconds (user + system) the processes have used so far; ended ones count 0. */
 export function cpuSeconds(pids: readonly number[]): number {
   let ticks = 0;
@@ -109,6 +104,11 @@ export function pidsNamed(names: readonly string[]): number[] {
   return pids;
 }
 
+/**
+ * Peak resident set size of a process, sampled from /proc every `everyMs`:
+ * VmRSS (everything, including the pages of the 110 MB executable that were
+ * touched) and RssAnon (heap, buffers: what grows with load).
+ */
 export class RssSampler {
   readonly samples: { t: number; kb: number; anonKb: number; fileKb: number }[] = [];
   readonly #timer: NodeJS.Timeout;
