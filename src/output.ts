@@ -1,6 +1,8 @@
 import { close, fstat, open, writev } from 'node:fs';
 import { Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import { BlockRing } from './output-blocks.ts';
+import type { ViewSink } from './view-sink.ts';
 
 // Where a capture's bytes go: a file, a fifo, or a descriptor such as stdout.
 
@@ -24,28 +26,69 @@ function writeAll(fd: number, buffers: Buffer[], callback: Done, delay = 1): voi
 }
 
 /**
+ * An output whose bytes go through blocks it owns (src/output-blocks.ts):
+ * `write` copies chunks in, and a capture hands record views to `take`,
+ * which copies them without a Buffer of their own. Both keep one order: a
+ * view is taken directly only while no written chunk waits in the stream.
+ */
+abstract class RingWritable extends Writable implements ViewSink {
+  #ring: BlockRing | undefined;
+
+  constructor() {
+    super({ highWaterMark: HIGH_WATER });
+  }
+
+  protected startRing(write: (bytes: Buffer, done: Done) => void): void {
+    this.#ring = new BlockRing(write);
+  }
+
+  /** Takes bytes that last only through the call; false: wait for onDrain. */
+  take(bytes: Buffer): boolean {
+    const ring = this.#ring;
+    if (!ring || this.writableLength > 0 || this.destroyed) return this.write(Buffer.from(bytes));
+    if (ring.error) {
+      this.destroy(ring.error);
+      return false;
+    }
+    return ring.take(bytes);
+  }
+
+  onDrain(listener: () => void): void {
+    const ring = this.#ring;
+    if (!ring || this.writableLength > 0) this.once('drain', listener);
+    else ring.onDrain(() => (ring.error ? this.destroy(ring.error) : listener()));
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Done): void {
+    this._writev([{ chunk }], callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: Done): void {
+    const ring = this.#ring as BlockRing;
+    let open = true;
+    for (const { chunk } of chunks) open = ring.take(chunk);
+    if (ring.error) callback(ring.error);
+    else if (open) callback();
+    else ring.onDrain(() => callback(ring.error));
+  }
+
+  override _final(callback: Done): void {
+    if (this.#ring) this.#ring.flush(callback);
+    else callback();
+  }
+}
+
+/**
  * Writes on the descriptor itself, never destroying process.stdout. A pipe may
  * be non-blocking (the reader's end is shared, or the fd was put in that
  * mode): a full pipe then answers EAGAIN, which means "wait", not "fail".
- * The callback waits, so backpressure reaches the capture while the reader
- * stalls, and the event loop stays free for signals. What piles up while a
- * write is under way goes out in one system call.
+ * The write waits, so backpressure reaches the capture while the reader
+ * stalls, and the event loop stays free for signals.
  */
-class FdWritable extends Writable {
-  readonly #fd: number;
+class FdWritable extends RingWritable {
   constructor(fd: number) {
-    super({ highWaterMark: HIGH_WATER });
-    this.#fd = fd;
-  }
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Done): void {
-    writeAll(this.#fd, [chunk], callback);
-  }
-  override _writev(chunks: { chunk: Buffer }[], callback: Done): void {
-    writeAll(
-      this.#fd,
-      chunks.map((c) => c.chunk),
-      callback,
-    );
+    super();
+    this.startRing((bytes, done) => writeAll(fd, [bytes], done));
   }
 }
 
@@ -56,9 +99,8 @@ class FdWritable extends Writable {
  * else (a regular file, a Windows named pipe, a device) through the thread
  * pool, so the event loop reads the socket while the kernel copies into the
  * page cache, as kubectl's writer and reader run on threads of their own.
- * What arrives meanwhile goes out in the next writev.
  */
-class PathWritable extends Writable {
+class PathWritable extends RingWritable {
   readonly #path: string;
   readonly #mode: number;
   #fd = -1;
@@ -66,7 +108,7 @@ class PathWritable extends Writable {
   #pipe: Socket | undefined;
 
   constructor(path: string, mode: number) {
-    super({ highWaterMark: HIGH_WATER });
+    super();
     this.#path = path;
     this.#mode = mode;
   }
@@ -78,34 +120,24 @@ class PathWritable extends Writable {
       fstat(fd, (statError, stats) => {
         if (statError) return callback(statError);
         if (stats.isFIFO() && process.platform !== 'win32') {
-          this.#pipe = new Socket({ fd, readable: false, writable: true });
-          this.#pipe.on('error', (e) => this.destroy(e));
+          const pipe = new Socket({ fd, readable: false, writable: true });
+          pipe.on('error', (e) => this.destroy(e));
+          this.#pipe = pipe;
+          // The pipe holds the block until the kernel took all of it.
+          this.startRing((bytes, done) => pipe.write(bytes, done));
+        } else {
+          this.startRing((bytes, done) => writeAll(fd, [bytes], done));
         }
         callback();
       });
     });
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: Done): void {
-    this._writev([{ chunk }], callback);
-  }
-
-  override _writev(chunks: { chunk: Buffer }[], callback: Done): void {
-    const buffers = chunks.map((c) => c.chunk);
-    if (this.#pipe) {
-      // The pipe writes what the kernel takes at once and queues the rest;
-      // the callback waits for the last buffer, which holds the capture back.
-      const last = buffers.pop() as Buffer;
-      for (const buffer of buffers) this.#pipe.write(buffer);
-      this.#pipe.write(last, callback);
-    } else {
-      writeAll(this.#fd, buffers, callback);
-    }
-  }
-
   override _final(callback: Done): void {
-    if (this.#pipe) this.#pipe.end(callback);
-    else callback();
+    super._final((error) => {
+      if (error || !this.#pipe) callback(error);
+      else this.#pipe.end(callback);
+    });
   }
 
   override _destroy(error: Error | null, callback: Done): void {
@@ -136,11 +168,11 @@ export function unwritten(buffers: Buffer[], written: number): Buffer[] {
 }
 
 /** An output on a descriptor the caller owns (stdout): it is never closed here. */
-export function fdStream(fd: number): Writable {
+export function fdStream(fd: number): Writable & ViewSink {
   return new FdWritable(fd);
 }
 
 /** An output file or fifo, created with `mode` if it does not exist; a fifo is not truncated. */
-export function openOutput(path: string, mode = 0o666): Writable {
+export function openOutput(path: string, mode = 0o666): Writable & ViewSink {
   return new PathWritable(path, mode);
 }

@@ -6,7 +6,6 @@
 // process, start-up included, as kubectl is.
 // Usage: node exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE -- COMMAND...
 // Prints one JSON line: {bytes, protocol, exitCode}.
-import { pipeline } from 'node:stream/promises';
 import { loadKubeConfig } from '../../src/kube/config.ts';
 import { openExec } from '../../src/kube/exec.ts';
 import { openOutput } from '../../src/output.ts';
@@ -20,10 +19,20 @@ async function main(): Promise<void> {
   const kc = loadKubeConfig({ kubeconfig });
   const session = await openExec(kc, { namespace, pod, command });
   let bytes = 0;
-  session.stdout.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
+  // As a capture hands its records on: views of the socket's read buffer,
+  // copied once into the output's own blocks.
+  const output = openOutput(outfile, 0o644);
+  session.pipeTo({
+    take: (view) => {
+      bytes += view.length;
+      return output.take(view);
+    },
+    onDrain: (listener) => output.onDrain(listener),
   });
-  await pipeline(session.stdout, openOutput(outfile, 0o644));
+  await session.result;
+  await new Promise<void>((resolve, reject) =>
+    output.end((error?: Error | null) => (error ? reject(error) : resolve())),
+  );
   const result = await session.result;
   session.close();
   console.log(JSON.stringify({ bytes, protocol: session.protocol, exitCode: result.exitCode }));

@@ -8,6 +8,7 @@ import {
   openExec,
 } from '../kube/exec.ts';
 import type { Logger } from '../log.ts';
+import type { ViewSink } from '../view-sink.ts';
 import { KEEPALIVE_MS, killArgv, parsePidLine, STOP_LINE, withWatchdog } from './remote-scripts.ts';
 import type { StopClock } from './stop-clock.ts';
 import { isTcpdumpChatter } from './tcpdump-command.ts';
@@ -26,6 +27,8 @@ const CLOSE_AFTER_MS = 1000;
 
 export class RemoteTcpdump implements AsyncDisposable {
   readonly stdout: Readable;
+  /** Sends stdout's bytes to a sink as views instead (ExecSession.pipeTo). */
+  readonly pipeTo: (sink: ViewSink) => void;
   readonly result: Promise<ExecResult>;
   readonly protocol: string;
   readonly #pid: () => number | undefined;
@@ -85,6 +88,7 @@ export class RemoteTcpdump implements AsyncDisposable {
     pid: () => number | undefined,
   ) {
     this.stdout = session.stdout;
+    this.pipeTo = (sink) => session.pipeTo(sink);
     this.result = session.result;
     this.protocol = session.protocol;
     this.#send = (line) => session.write(Buffer.from(line)).catch(() => {});

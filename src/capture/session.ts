@@ -4,11 +4,13 @@ import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
+import type { ViewSink } from '../view-sink.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
 import type { CreatedRecord } from './created-record.ts';
 import { beginEarly, dropEarly, type EarlyStart, startTcpdump } from './mode-start.ts';
 import { validateRequest } from './options.ts';
+import type { RemoteTcpdump } from './remote-tcpdump.ts';
 import type { CaptureRequest } from './request.ts';
 import { disposeWithin, StopClock } from './stop-clock.ts';
 import { podDeleted, resolveTarget } from './target.ts';
@@ -130,12 +132,7 @@ async function capture(
     };
     stopping.signal.addEventListener('abort', onStop, { once: true });
     const progress = hooks.onProgress;
-    if (progress) framer.on('data', () => progress(framer.packets, framer.bytes));
-
-    const outputError = await pipeline(remote.stdout, framer, sink, { end: false }).then(
-      () => undefined,
-      (error: unknown) => error,
-    );
+    const outputError = await streamRecords(remote, framer, sink, progress);
     if (outputError && !isClosedOutput(outputError)) {
       remote.close();
       throw outputError;
@@ -161,6 +158,68 @@ async function capture(
     if (succeeded || framer.header) await finishOutput(sink, framer, request).catch(() => {});
     await disposeWithin(cleanup, clock.remainingMs(), log);
   }
+}
+
+type Progress = ((packets: number, bytes: number) => void) | undefined;
+
+/**
+ * The remote pcap stream into the output as whole records; resolves, once
+ * the stream ended, with the error that stopped it (a format error, the
+ * output's), if any. An output that takes views (src/output.ts) gets the
+ * exec socket's bytes straight through the framer, copied once into its own
+ * blocks; any other output, through streams.
+ */
+function streamRecords(
+  remote: RemoteTcpdump,
+  framer: PcapFramer,
+  sink: Writable,
+  progress: Progress,
+): Promise<unknown> {
+  if (!isViewSink(sink)) {
+    if (progress) framer.on('data', () => progress(framer.packets, framer.bytes));
+    return pipeline(remote.stdout, framer, sink, { end: false }).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+  }
+  if (sink.destroyed) return Promise.resolve(sink.errored ?? closedOutput());
+  return new Promise((resolve) => {
+    let failed: unknown;
+    const fail = (error: unknown) => {
+      failed ??= error;
+      resolve(failed);
+    };
+    // Kept after the end: an error of the last flush is the caller's to see, not a crash.
+    sink.on('error', fail);
+    remote.pipeTo({
+      take: (bytes) => {
+        if (failed !== undefined) return true;
+        if (sink.destroyed) {
+          fail(sink.errored ?? closedOutput());
+          return true;
+        }
+        const open = framer.takeView(bytes, (records) => sink.take(records));
+        if (open instanceof Error) {
+          fail(open);
+          return true;
+        }
+        progress?.(framer.packets, framer.bytes);
+        return open;
+      },
+      onDrain: (listener) => sink.onDrain(listener),
+    });
+    remote.result.then(() => resolve(failed));
+  });
+}
+
+/** What a stream says when written after it was destroyed without an error. */
+function closedOutput(): Error {
+  return Object.assign(new Error('the output was closed'), { code: 'ERR_STREAM_DESTROYED' });
+}
+
+function isViewSink(sink: Writable): sink is Writable & ViewSink {
+  const candidate = sink as Partial<ViewSink>;
+  return typeof candidate.take === 'function' && typeof candidate.onDrain === 'function';
 }
 
 /**

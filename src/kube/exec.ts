@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { type ApiStatus, KubedumpError } from '../errors.ts';
+import type { ViewSink } from '../view-sink.ts';
 import { forbiddenError, parseStatus } from './api-errors.ts';
 import { type ChannelSocket, connectChannelSocket, OPEN, UpgradeRefused } from './websocket.ts';
 
@@ -60,6 +61,7 @@ export class ExecSession {
   readonly #ws: ChannelSocket;
   /** When the server last gave a sign of life. */
   #heard = Date.now();
+  #sink: ViewSink | undefined;
 
   constructor(ws: ChannelSocket, options: ExecOptions) {
     this.#ws = ws;
@@ -73,13 +75,23 @@ export class ExecSession {
     ws.on('data', (channel: number, payload: Buffer, last: boolean) => {
       this.#heard = Date.now();
       if (channel === STDOUT) {
-        if (payload.length > 0 && !stdout.push(payload)) ws.pause();
+        if (payload.length === 0) return;
+        const sink = this.#sink;
+        if (sink) {
+          if (!sink.take(payload) && !ws.isPaused) {
+            ws.pause();
+            sink.onDrain(() => ws.resume());
+          }
+          return;
+        }
+        // The socket's bytes last only through this call: the stream keeps a copy.
+        if (!stdout.push(Buffer.from(payload))) ws.pause();
       } else if (channel === STDERR) {
         options.onStderr?.(payload);
         stderr = Buffer.concat([stderr, payload]);
         if (stderr.length > STDERR_KEEP) stderr = stderr.subarray(stderr.length - STDERR_KEEP);
       } else if (channel === STATUS) {
-        status.push(payload);
+        status.push(Buffer.from(payload));
         if (last) {
           ({ exitCode, message } = exitFromStatus(Buffer.concat(status).toString('utf8')));
           status = [];
@@ -110,6 +122,18 @@ export class ExecSession {
       ws.on('error', () => ws.terminate());
     });
     ws.start();
+  }
+
+  /**
+   * From now on stdout's bytes go to `sink` as they arrive, as views that last
+   * only through `take` (what the stream already holds goes first); `stdout`
+   * then ends with the session.
+   */
+  pipeTo(sink: ViewSink): void {
+    for (let chunk = this.stdout.read(); chunk !== null; chunk = this.stdout.read()) {
+      sink.take(chunk as Buffer);
+    }
+    this.#sink = sink;
   }
 
   get canEndStdin(): boolean {
@@ -217,7 +241,7 @@ export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<Ex
     const ws = await connectChannelSocket(
       execUrl(cluster.server, options),
       options.protocols ?? PROTOCOLS,
-      { ...https, handshakeTimeout: 15000, signal: options.signal },
+      { ...https, handshakeTimeout: 15000, signal: options.signal, direct: !cluster.proxyUrl },
     );
     return new ExecSession(ws, options);
   } catch (error) {

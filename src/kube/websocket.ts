@@ -3,6 +3,8 @@ import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
+import type * as tls from 'node:tls';
+import { rawUpgrade } from './raw-upgrade.ts';
 
 // A WebSocket client for the Kubernetes channel protocols (v4/v5.channel.k8s.io),
 // RFC 6455 without extensions. It reads frames straight off the socket: a
@@ -129,7 +131,7 @@ export class FrameReader {
   /** Bytes of the current frame's payload; the frame ends when none are still to come. */
   #payload(bytes: Buffer): void {
     if (this.#opcode >= 0x8) {
-      this.#control.push(bytes);
+      this.#control.push(Buffer.from(bytes));
       if (this.#need > 0) return;
       this.#need = -1;
       const payload = Buffer.concat(this.#control);
@@ -198,18 +200,33 @@ export function clientFrame(opcode: number, payload: Uint8Array, channel?: numbe
   return frame;
 }
 
-/** An open WebSocket: 'data' (channel, bytes, last), 'pong', 'error' and 'close' events. */
+/**
+ * An open WebSocket: 'data' (channel, bytes, last), 'pong', 'error' and
+ * 'close' events. The bytes of a 'data' event are valid only until its
+ * listener returns: copy what you keep.
+ */
 export class ChannelSocket extends EventEmitter {
   readonly protocol: string;
   readyState = OPEN;
   readonly #socket: Duplex;
   readonly #head: Buffer;
+  readonly #source: ((push: (bytes: Buffer) => void) => void) | undefined;
   #paused = false;
 
-  constructor(socket: Duplex, head: Buffer, protocol: string) {
+  /**
+   * `source`, when given, is where the socket's bytes come from (a static
+   * read buffer, src/kube/raw-upgrade.ts) instead of its 'data' events.
+   */
+  constructor(
+    socket: Duplex,
+    head: Buffer,
+    protocol: string,
+    source?: (push: (bytes: Buffer) => void) => void,
+  ) {
     super();
     this.#socket = socket;
     this.#head = head;
+    this.#source = source;
     this.protocol = protocol;
   }
 
@@ -232,7 +249,9 @@ export class ChannelSocket extends EventEmitter {
         this.terminate();
       },
     });
-    socket.on('data', (chunk: Buffer) => reader.push(chunk));
+    const push = (chunk: Buffer) => reader.push(chunk);
+    if (this.#source) this.#source(push);
+    else socket.on('data', push);
     socket.on('error', (error) => {
       this.emit('error', error);
       this.terminate();
@@ -319,6 +338,81 @@ async function readBody(res: http.IncomingMessage): Promise<string> {
 export interface ConnectOptions extends https.RequestOptions {
   handshakeTimeout?: number;
   signal?: AbortSignal | undefined;
+  /** No proxy is in the way: connect on a socket of our own (raw-upgrade.ts). */
+  direct?: boolean;
+}
+
+/** What is wrong with a 101 answer, or undefined when it is what was asked for. */
+function switchProblem(
+  headers: (name: string) => string,
+  key: string,
+  protocols: readonly string[],
+): string | undefined {
+  const accept = createHash('sha1')
+    .update(key + GUID)
+    .digest('base64');
+  const protocol = headers('sec-websocket-protocol');
+  return headers('upgrade').toLowerCase() !== 'websocket'
+    ? 'no "Upgrade: websocket" header'
+    : headers('sec-websocket-accept') !== accept
+      ? 'a wrong Sec-WebSocket-Accept'
+      : !protocols.includes(protocol)
+        ? `a subprotocol not offered (${protocol || 'none'})`
+        : undefined;
+}
+
+/** The TLS options of a request that apply to a connection of our own. */
+function tlsOptions(options: https.RequestOptions): tls.ConnectionOptions {
+  const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, crl } = options;
+  const picked = { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, crl };
+  return Object.fromEntries(
+    Object.entries(picked).filter(([, value]) => value !== undefined),
+  ) as tls.ConnectionOptions;
+}
+
+async function connectDirect(
+  target: URL,
+  key: string,
+  protocols: readonly string[],
+  options: ConnectOptions,
+): Promise<ChannelSocket> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(options.headers ?? {})) {
+    if (value !== undefined) headers[name] = String(value);
+  }
+  // As Node's http does: a username and password only when no Authorization
+  // header (a bearer token) is given.
+  const authorized = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
+  if (options.auth && !authorized) {
+    headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
+  }
+  Object.assign(headers, {
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': key,
+    'Sec-WebSocket-Protocol': protocols.join(', '),
+  });
+  const upgraded = await rawUpgrade(
+    target,
+    {
+      tls: tlsOptions(options),
+      headers,
+      timeoutMs: options.handshakeTimeout,
+      signal: options.signal,
+    },
+    (answer) => new UpgradeRefused(answer.status, answer.body),
+  );
+  const header = (name: string) => upgraded.headers.get(name) ?? '';
+  const problem = switchProblem(header, key, protocols);
+  if (problem) {
+    upgraded.socket.destroy();
+    throw new Error(`the server switched protocols with ${problem}`);
+  }
+  upgraded.socket.setNoDelay(true);
+  return new ChannelSocket(upgraded.socket, EMPTY, header('sec-websocket-protocol'), (push) =>
+    upgraded.onBytes(push),
+  );
 }
 
 /**
@@ -336,7 +430,8 @@ export function connectChannelSocket(
   const secure = target.protocol === 'wss:' || target.protocol === 'https:';
   target.protocol = secure ? 'https:' : 'http:';
   const key = randomBytes(16).toString('base64');
-  const { handshakeTimeout, signal, headers, ...rest } = options;
+  if (options.direct) return connectDirect(target, key, protocols, options);
+  const { handshakeTimeout, signal, headers, direct: _, ...rest } = options;
   const request = (secure ? https : http).request(target, {
     ...rest,
     // A connection of its own, unless a proxy's agent is given: a pooled
@@ -368,18 +463,9 @@ export function connectChannelSocket(
     request.on('upgrade', (res, socket, head) => {
       settle();
       request.setTimeout(0);
-      const accept = createHash('sha1')
-        .update(key + GUID)
-        .digest('base64');
-      const protocol = String(res.headers['sec-websocket-protocol'] ?? '');
-      const problem =
-        String(res.headers.upgrade).toLowerCase() !== 'websocket'
-          ? 'no "Upgrade: websocket" header'
-          : res.headers['sec-websocket-accept'] !== accept
-            ? 'a wrong Sec-WebSocket-Accept'
-            : !protocols.includes(protocol)
-              ? `a subprotocol not offered (${protocol || 'none'})`
-              : undefined;
+      const header = (name: string) => String(res.headers[name] ?? '');
+      const protocol = header('sec-websocket-protocol');
+      const problem = switchProblem(header, key, protocols);
       if (problem) {
         socket.destroy();
         return reject(new Error(`the server switched protocols with ${problem}`));

@@ -34,8 +34,14 @@ export interface FramerOptions {
 // Records that lie whole inside one incoming chunk go out as one slice of that
 // chunk (no copy); only a record cut by a chunk boundary is put together.
 export class PcapFramer extends Transform {
-  /** The start of a unit (global header or record) whose end has not arrived. */
-  #pending: Buffer = EMPTY;
+  /**
+   * The start of a unit (global header or record) whose end has not arrived:
+   * the first #pendingLength bytes of #assembly, which is sized for the whole
+   * unit once its length is known, so a unit cut into many pieces is copied
+   * once, not once per piece.
+   */
+  #assembly: Buffer = EMPTY;
+  #pendingLength = 0;
   #header: GlobalHeader | undefined;
   #maxPackets: number;
   #options: FramerOptions;
@@ -54,33 +60,63 @@ export class PcapFramer extends Transform {
 
   /** Bytes received but not yet passed on (an incomplete record). */
   get pendingBytes(): number {
-    return this.#pending.length;
+    return this.#pendingLength;
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    callback(this.#take(chunk));
+    // The stream keeps what it is given: a finished unit's assembly is not reused.
+    callback(this.#take(chunk, (bytes) => this.push(bytes), false));
   }
 
-  /** Passes on every whole record in `chunk` plus what was pending; returns a format error. */
-  #take(chunk: Buffer): Error | undefined {
+  /**
+   * The same without a stream: whole records go to `emit` as views of
+   * `chunk` (a record cut by chunks, as a copy), which may last only through
+   * the call. Returns a format error, or whether `emit` takes more.
+   */
+  takeView(chunk: Buffer, emit: (bytes: Buffer) => boolean): Error | boolean {
+    let open = true;
+    const error = this.#take(
+      chunk,
+      (bytes) => {
+        open = emit(bytes) && open;
+        return open;
+      },
+      true,
+    );
+    return error ?? open;
+  }
+
+  /**
+   * Passes on every whole record in `chunk` plus what was pending; returns a
+   * format error. With `reuse`, `emit` copies what it keeps, and the assembly
+   * buffer serves the next cut unit too.
+   */
+  #take(chunk: Buffer, emit: (bytes: Buffer) => boolean, reuse: boolean): Error | undefined {
     if (this.#limitReached()) return undefined;
     let at = 0;
     // 1. Complete the pending unit with just the bytes it lacks.
-    while (this.#pending.length > 0 && at < chunk.length) {
-      const want = this.#unitLength(this.#pending, 0);
+    while (this.#pendingLength > 0 && at < chunk.length) {
+      const want = this.#unitLength(this.#pendingBytes(), 0);
       if (want instanceof Error) return want;
-      const take = Math.min(want - this.#pending.length, chunk.length - at);
-      this.#pending = Buffer.concat([this.#pending, chunk.subarray(at, at + take)]);
-      at += take;
+      this.#reserve(want, reuse);
+      const n = chunk.copy(
+        this.#assembly,
+        this.#pendingLength,
+        at,
+        at + want - this.#pendingLength,
+      );
+      this.#pendingLength += n;
+      at += n;
       // A record's length is known only once its own header is whole: ask again.
-      const known = this.#unitLength(this.#pending, 0);
+      const known = this.#unitLength(this.#pendingBytes(), 0);
       if (known instanceof Error) return known;
-      if (this.#pending.length === known) {
-        const unit = this.#pending;
-        this.#pending = EMPTY;
+      if (this.#pendingLength === known) {
+        const unit = this.#pendingBytes();
+        this.#pendingLength = 0;
+        if (!reuse) this.#assembly = EMPTY;
         const error = this.#accept(unit, 0);
         if (error) return error;
-        this.push(unit);
+        emit(unit);
         if (this.#limitReached()) return undefined;
       }
     }
@@ -94,10 +130,29 @@ export class PcapFramer extends Transform {
       if (error) return error;
       at += want;
     }
-    if (at > start) this.push(chunk.subarray(start, at));
-    // 3. Keep the incomplete tail; copy so the big chunk can be collected.
-    if (at < chunk.length && !this.#limitReached()) this.#pending = Buffer.from(chunk.subarray(at));
+    if (at > start) emit(chunk.subarray(start, at));
+    // 3. Keep the incomplete tail (a copy: the chunk may be reused or collected).
+    if (at < chunk.length && !this.#limitReached()) {
+      const tail = chunk.length - at;
+      const want = this.#unitLength(chunk, at);
+      if (want instanceof Error) return want;
+      this.#reserve(Math.max(want, tail), reuse);
+      this.#pendingLength = chunk.copy(this.#assembly, 0, at);
+    }
     return undefined;
+  }
+
+  #pendingBytes(): Buffer {
+    return this.#assembly.subarray(0, this.#pendingLength);
+  }
+
+  /** Makes the assembly buffer hold `size` bytes, keeping what is pending. */
+  #reserve(size: number, reuse: boolean): void {
+    if (this.#assembly.length >= size) return;
+    // Reused, it grows to the largest unit seen; given away, it is the unit's size.
+    const grown = Buffer.allocUnsafe(reuse ? Math.max(size, 2 * this.#assembly.length) : size);
+    this.#assembly.copy(grown, 0, 0, this.#pendingLength);
+    this.#assembly = grown;
   }
 
   /**

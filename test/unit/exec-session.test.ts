@@ -120,6 +120,34 @@ test('backpressure: a full reader pauses the socket, reading resumes it', async 
   ws.close();
 });
 
+test('pipeTo: what the stream held goes first, then views as they come; a full sink pauses the socket until it drains', async () => {
+  const { ws, exec } = session('v5.channel.k8s.io');
+  ws.frame(1, 'before ');
+  const got: string[] = [];
+  let drain: (() => void) | undefined;
+  let full = false;
+  exec.pipeTo({
+    take: (bytes) => {
+      got.push(bytes.toString());
+      return !full;
+    },
+    onDrain: (listener) => {
+      drain = listener;
+    },
+  });
+  ws.frame(1, 'after');
+  assert.deepEqual(got, ['before ', 'after']);
+  assert.equal(ws.isPaused, false);
+  full = true;
+  ws.frame(1, '!');
+  assert.equal(ws.isPaused, true, 'a full sink did not pause the socket');
+  full = false;
+  drain?.();
+  assert.equal(ws.isPaused, false, 'the drain did not resume the socket');
+  ws.close();
+  await exec.result;
+});
+
 test('an error after open ends the session, with what was said so far', async () => {
   const { ws, exec } = session('v5.channel.k8s.io');
   ws.frame(2, 'half a line');

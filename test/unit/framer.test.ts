@@ -167,3 +167,34 @@ test('an implausible record length is an error even when its header arrives in p
     (e: unknown) => e instanceof KubedumpError && e.code === 'PCAP_FORMAT',
   );
 });
+
+test('takeView: records from views of one reused buffer come out whole, cut ones put together in one reused buffer; a full consumer is told', () => {
+  const stream = Buffer.concat([
+    buildGlobalHeader(LINKTYPE_LINUX_SLL, 65535),
+    // Over 4 KiB each, so that no buffer put together comes from Node's shared pool.
+    ...Array.from({ length: 40 }, (_, i) => record(4100 + ((i * 53) % 3000), i)),
+  ]);
+  const framer = new PcapFramer();
+  const scratch = Buffer.alloc(1500);
+  const out: Buffer[] = [];
+  let closed = 0;
+  // Records cut by the pieces are put together in one buffer, reused.
+  const assembled = new Set<ArrayBufferLike>();
+  for (let at = 0; at < stream.length; at += scratch.length) {
+    const n = stream.copy(scratch, 0, at, at + scratch.length);
+    // Each view is overwritten by the next piece: the consumer keeps copies.
+    const open = framer.takeView(scratch.subarray(0, n), (bytes) => {
+      if (bytes.buffer !== scratch.buffer) assembled.add(bytes.buffer);
+      out.push(Buffer.from(bytes));
+      return out.length % 5 !== 0;
+    });
+    assert.ok(!(open instanceof Error));
+    if (!open) closed++;
+  }
+  assert.deepEqual(Buffer.concat(out), stream);
+  assert.equal(framer.packets, 40);
+  assert.ok(closed > 0, 'a consumer that said "full" was not reported');
+  assert.ok(assembled.size <= 2, `${assembled.size} buffers put records together`);
+  const bad = new PcapFramer().takeView(Buffer.alloc(24, 7), () => true);
+  assert.ok(bad instanceof Error && /not write a pcap stream/.test(bad.message));
+});

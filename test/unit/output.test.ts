@@ -7,37 +7,24 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fdStream, openOutput, unwritten } from '../../src/output.ts';
 
-// The descriptor output: writes that pile up while one is under way go out
-// together (writev), in order, and a partial write resumes where it stopped.
+// The descriptor output: chunks written and views taken arrive in order, and
+// a partial write resumes where it stopped.
 
-test('many small writes arrive whole and in order, batched behind the one under way', async () => {
+test('many small writes to a descriptor arrive whole and in order', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kubedump-fd-'));
   const file = join(dir, 'out');
   const fd = openSync(file, 'w');
   try {
     const out = fdStream(fd);
-    // Count the writes handed to the descriptor.
-    let calls = 0;
-    const single = out._write.bind(out);
-    const batch = out._writev?.bind(out);
-    assert.ok(batch, 'the descriptor output batches with _writev');
-    out._write = (chunk, encoding, callback) => {
-      calls++;
-      single(chunk, encoding, callback);
-    };
-    out._writev = (chunks, callback) => {
-      calls++;
-      batch(chunks, callback);
-    };
     const expected: Buffer[] = [];
     for (let i = 0; i < 2000; i++) {
       const chunk = Buffer.alloc(1 + (i % 300), i % 251);
       expected.push(chunk);
-      out.write(chunk);
+      // Half of them as views of one reused buffer, as a capture hands records on.
+      if (i % 2) out.write(chunk);
+      else out.take(Buffer.from(chunk));
     }
     await new Promise<void>((resolve) => out.end(resolve));
-    // The first write goes alone; the 1,999 queued behind it go out together.
-    assert.ok(calls <= 3, `${calls} writes for 2,000 chunks`);
     assert.deepEqual(readFileSync(file), Buffer.concat(expected));
   } finally {
     closeSync(fd);

@@ -137,6 +137,13 @@ async function withServer(
       socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 12\r\n\r\nnot for you.');
       return;
     }
+    if (req.url?.startsWith('/chunked')) {
+      // As Go writes a body it does not know the length of: in chunks.
+      socket.end(
+        'HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ncontainer\r\ne\r\n "x" not found\r\n0\r\n\r\n',
+      );
+      return;
+    }
     if (req.url?.startsWith('/odd')) {
       // A switch to a subprotocol no client offered.
       const key = String(req.headers['sec-websocket-key']);
@@ -177,51 +184,71 @@ function collect(socket: ChannelSocket) {
   return got;
 }
 
-test('against a real server: masked client frames, the subprotocol, ping, and the close handshake', () =>
-  withServer(
-    (ws) => {
-      ws.on('message', (data: Buffer) =>
-        ws.send(Buffer.concat([Buffer.from([1]), data.subarray(1)])),
-      );
-      ws.on('ping', () => ws.send(Buffer.from('\x02pinged')));
-    },
-    async (url) => {
-      const socket = await connectChannelSocket(
-        `${url}/exec`,
-        ['v5.channel.k8s.io', 'v4.channel.k8s.io'],
-        {},
-      );
-      assert.equal(socket.protocol, 'v5.channel.k8s.io');
-      const got = collect(socket);
-      let pongs = 0;
-      socket.on('pong', () => pongs++);
-      socket.start();
-      // 70,000 bytes: a 64-bit length, masked; ws closes the connection on an unmasked frame.
-      const big = Buffer.alloc(70_000, 0x61);
-      await new Promise<void>((resolve, reject) =>
-        socket.send(0, big, (e) => (e ? reject(e) : resolve())),
-      );
-      socket.ping();
-      while (got.length < 2 || pongs < 1) await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(got, ['1:70000:aaaaaaaa', '2:6:pinged']);
-      const closed = once(socket, 'close');
-      socket.close();
-      await closed;
-    },
-  ));
+for (const direct of [false, true]) {
+  const how = direct ? 'on a socket of our own' : 'through https.request';
+  test(`${how}, against a real server: masked client frames, the subprotocol, ping, and the close handshake`, () =>
+    withServer(
+      (ws) => {
+        ws.on('message', (data: Buffer) =>
+          ws.send(Buffer.concat([Buffer.from([1]), data.subarray(1)])),
+        );
+        ws.on('ping', () => ws.send(Buffer.from('\x02pinged')));
+      },
+      async (url) => {
+        const socket = await connectChannelSocket(
+          `${url}/exec`,
+          ['v5.channel.k8s.io', 'v4.channel.k8s.io'],
+          { direct },
+        );
+        assert.equal(socket.protocol, 'v5.channel.k8s.io');
+        const got = collect(socket);
+        let pongs = 0;
+        socket.on('pong', () => pongs++);
+        socket.start();
+        // 70,000 bytes: a 64-bit length, masked; ws closes the connection on an unmasked frame.
+        const big = Buffer.alloc(70_000, 0x61);
+        await new Promise<void>((resolve, reject) =>
+          socket.send(0, big, (e) => (e ? reject(e) : resolve())),
+        );
+        socket.ping();
+        while (got.length < 2 || pongs < 1) await new Promise((r) => setTimeout(r, 10));
+        assert.deepEqual(got, ['1:70000:aaaaaaaa', '2:6:pinged']);
+        const closed = once(socket, 'close');
+        socket.close();
+        await closed;
+      },
+    ));
 
-test('an upgrade the server refuses is its status and body; an unoffered subprotocol is an error', () =>
-  withServer(
-    () => {},
-    async (url) => {
-      await assert.rejects(
-        connectChannelSocket(`${url}/refuse`, ['v5.channel.k8s.io'], {}),
-        (e: unknown) =>
-          e instanceof UpgradeRefused && e.statusCode === 403 && e.body === 'not for you.',
-      );
-      await assert.rejects(
-        connectChannelSocket(`${url}/odd`, ['v5.channel.k8s.io'], {}),
-        /a subprotocol not offered \(v9.channel.k8s.io\)/,
-      );
-    },
-  ));
+  test(`${how}: an upgrade the server refuses is its status and body; an unoffered subprotocol is an error`, () =>
+    withServer(
+      () => {},
+      async (url) => {
+        await assert.rejects(
+          connectChannelSocket(`${url}/refuse`, ['v5.channel.k8s.io'], { direct }),
+          (e: unknown) =>
+            e instanceof UpgradeRefused && e.statusCode === 403 && e.body === 'not for you.',
+        );
+        await assert.rejects(
+          connectChannelSocket(`${url}/chunked`, ['v5.channel.k8s.io'], { direct }),
+          (e: unknown) =>
+            e instanceof UpgradeRefused &&
+            e.statusCode === 400 &&
+            e.body === 'container "x" not found',
+        );
+        await assert.rejects(
+          connectChannelSocket(`${url}/odd`, ['v5.channel.k8s.io'], { direct }),
+          /a subprotocol not offered \(v9.channel.k8s.io\)/,
+        );
+      },
+    ));
+}
+
+test('on a socket of our own: a header value with a line break is refused before anything is sent', async () => {
+  await assert.rejects(
+    connectChannelSocket('ws://127.0.0.1:9/exec', ['v5.channel.k8s.io'], {
+      direct: true,
+      headers: { Authorization: 'Bearer x\r\nX-Evil: 1' },
+    }),
+    /the request header "Authorization" holds a line break/,
+  );
+});
