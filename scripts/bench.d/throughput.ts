@@ -27,9 +27,15 @@ const BUNDLE = join(ROOT, 'build', 'bench', 'exec-copy.cjs');
 
 /**
  * Runs `argv` with its stdout into `file` (what `> file` does), through bash,
- * whose `times` gives the CPU seconds (user + system) the command used.
+ * whose `times` gives the CPU seconds (user + system) the command used, and
+ * counts the CPU seconds the `server` processes spent meanwhile.
  */
-function runToFile(argv: string[], file: string): Promise<{ ms: number; cpu: number }> {
+function runToFile(
+  argv: string[],
+  file: string,
+  server: readonly number[],
+): Promise<{ ms: number; cpu: number; serverCpu: number }> {
+  const serverBefore = cpuSeconds(server);
   const script = 'f=$1; shift; "$@" >"$f"; s=$?; times >&2; exit $s';
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -44,7 +50,8 @@ function runToFile(argv: string[], file: string): Promise<{ ms: number; cpu: num
       const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr);
       if (code !== 0 || !m) return reject(new Error(`${argv[0]} exited ${code}: ${stderr}`));
       const [mu, su, ms2, ss] = m.slice(1).map(Number) as [number, number, number, number];
-      resolve({ ms, cpu: mu * 60 + su + ms2 * 60 + ss });
+      const serverCpu = cpuSeconds(server) - serverBefore;
+      resolve({ ms, cpu: mu * 60 + su + ms2 * 60 + ss, serverCpu });
     });
   });
 }
@@ -74,23 +81,19 @@ export async function benchThroughput(
       // The whole process is timed, start-up included, as kubectl's is. The
       // V8 flag is the one the executable runs with (scripts/build EXEC_ARGV).
       const argv = [NODE, '--max-semi-space-size=1', BUNDLE, kubeconfig, 'demo', 'web', file];
-      const before = cpuSeconds(server);
-      const r = await runToFile([...argv, '--', ...command], report);
-      const kdServer = cpuSeconds(server) - before;
+      const r = await runToFile([...argv, '--', ...command], report, server);
       const out = JSON.parse(readFileSync(report, 'utf8')) as { bytes: number; protocol: string };
       if (out.bytes !== bytes || statSync(file).size !== bytes) {
         throw new Error(`kubedump exec delivered ${out.bytes} bytes, expected ${bytes}`);
       }
       protocol = out.protocol;
-      return { kd: r.ms, kdCpu: r.cpu, kdServer };
+      return { kd: r.ms, kdCpu: r.cpu, kdServer: r.serverCpu };
     },
     k: async () => {
       const argv = [KUBECTL, '--kubeconfig', kubeconfig, 'exec', '-n', 'demo', 'web', '--'];
-      const before = cpuSeconds(server);
-      const r = await runToFile([...argv, ...command], file);
-      const kServer = cpuSeconds(server) - before;
+      const r = await runToFile([...argv, ...command], file, server);
       if (statSync(file).size !== bytes) throw new Error('kubectl exec delivered a short file');
-      return { k: r.ms, kCpu: r.cpu, kServer };
+      return { k: r.ms, kCpu: r.cpu, kServer: r.serverCpu };
     },
   });
   rmSync(dir, { recursive: true, force: true });
