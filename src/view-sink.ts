@@ -7,3 +7,9 @@ export interface ViewSink {
   take(bytes: Buffer): boolean;
   onDrain(listener: () => void): void;
 }
+
+/** Whether a stream also takes views (an output of src/output.ts, a pcapng source). */
+export function isViewSink(sink: object): sink is ViewSink {
+  const candidate = sink as Partial<ViewSink>;
+  return typeof candidate.take === 'function' && typeof candidate.onDrain === 'function';
+}

@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  cpuSeconds,
   KUBECTL,
   KUBEDUMP,
   kubectl,
@@ -38,6 +39,8 @@ interface Run {
   records: number;
   captured: number;
   seconds: number;
+  /** CPU seconds the capturing processes used, start-up included, up to the stop. */
+  cpu: number;
 }
 
 function pod(name: string) {
@@ -198,6 +201,7 @@ async function kubedumpRun(kubeconfig: string, ips: string[], seconds: number): 
     );
     await load(kubeconfig, ips, seconds);
     await sleep(500);
+    const cpu = cpuSeconds(child.pid ? [child.pid] : []);
     child.kill('SIGINT');
     const code = await waitExit(child);
     if (code !== 0) throw new Error(`kubedump exited ${code}: ${got.err()}`);
@@ -212,6 +216,7 @@ async function kubedumpRun(kubeconfig: string, ips: string[], seconds: number): 
       records: pcapngPackets(got.out()),
       captured: captured.reduce((a, b) => a + b, 0),
       seconds,
+      cpu,
     };
   } finally {
     child.kill('SIGKILL');
@@ -238,6 +243,7 @@ async function peerRun(kubeconfig: string, ips: string[], seconds: number): Prom
     );
     await load(kubeconfig, ips, seconds);
     await sleep(500);
+    const cpu = cpuSeconds(children.flatMap((c) => (c.pid ? [c.pid] : [])));
     // SIGINT: tcpdump flushes and prints its counts, which kubectl relays.
     await Promise.all(
       PODS.map((p) =>
@@ -253,6 +259,7 @@ async function peerRun(kubeconfig: string, ips: string[], seconds: number): Prom
       records: got.reduce((n, g) => n + pcapRecords(g.out()).records, 0),
       captured: captured.reduce((a, b) => a + b, 0),
       seconds,
+      cpu,
     };
   } finally {
     for (const c of children) c.kill('SIGKILL');
@@ -350,12 +357,15 @@ export async function benchLoadMany(
   const peerRate = median(peer.map(rate));
   const kdLost = median(kd.map(lost));
   const peerLost = median(peer.map(lost));
+  // Per 100,000 records: the contenders capture different numbers of packets.
+  const cpuPer = (runs: Run[]) =>
+    `${median(runs.map((r) => (r.cpu / r.records) * 100_000)).toFixed(2)} CPU s per 100k records`;
   const took = ((performance.now() - started) / 1000).toFixed(0);
   log(`3 pods: ${runs} runs in ${took} s`);
   rows.push({
     benchmark: `7. capture under load, 3 pods (\`-l\`, one pcapng), real cluster, ${seconds} s ring of \`cat /dev/zero \\| nc\`, median of ${runs} interleaved runs (fewer than the other rows: about 10 s each)`,
-    kubedump: `${kdRate.toFixed(0)} records/s, ${kdLost} lost after tcpdump`,
-    peer: `3 × \`kubectl exec POD -- tcpdump -w -\`: ${peerRate.toFixed(0)} records/s, ${peerLost} lost`,
+    kubedump: `${kdRate.toFixed(0)} records/s, ${cpuPer(kd)}, ${kdLost} lost after tcpdump`,
+    peer: `3 × \`kubectl exec POD -- tcpdump -w -\`: ${peerRate.toFixed(0)} records/s, ${cpuPer(peer)}, ${peerLost} lost`,
     ratio: ratio(kdRate, peerRate),
     target: '≥ 1×, 0 lost after tcpdump',
     met: kdRate >= peerRate && kd.every((r) => lost(r) === 0),

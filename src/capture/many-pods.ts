@@ -1,5 +1,4 @@
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { errorLine, KubedumpError } from '../errors.ts';
 import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
@@ -8,7 +7,7 @@ import { describeTarget, isSinglePod, parseTarget, type TargetSpec } from '../ku
 import { isRunning, namespaceNames, podQuery, runningPods, watchPods } from '../kube/targets.ts';
 import { memoryFields } from '../log.ts';
 import { LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
-import { interfaceFromPcap, PcapToPcapng } from '../pcap/pcapng.ts';
+import { interfaceFromPcap } from '../pcap/pcapng.ts';
 import { PcapngOutput } from '../pcap/pcapng-output.ts';
 import { VERSION } from '../version.ts';
 import { validateRequest } from './options.ts';
@@ -273,10 +272,7 @@ async function capturePod(
     description: podDescription(pod, container),
     os: 'Linux',
   };
-  const converter = new PcapToPcapng({
-    interfaceId: (header) => output.addInterface(interfaceFromPcap(header, iface)),
-  });
-  const merged = pipeline(converter, output.input());
+  const source = output.source((header) => output.addInterface(interfaceFromPcap(header, iface)));
   const podRequest = {
     ...request,
     pod: name,
@@ -288,12 +284,12 @@ async function capturePod(
   };
   let failure: unknown;
   try {
-    await runCapture(podRequest, converter, signal, { ...hooks, onProgress: undefined });
+    await runCapture(podRequest, source, signal, { ...hooks, onProgress: undefined });
     // Stopped alone (the pod is being deleted): that is why its part ended.
     if (signal.reason instanceof KubedumpError) throw signal.reason;
   } catch (error) {
     failure = error;
-    if (converter.header) {
+    if (source.header) {
       output.addNames([], `${iface.name}: kubedump: capture ended: ${errorLine(error)}`);
     } else {
       const comment = `kubedump: not captured: ${errorLine(error)}`;
@@ -302,10 +298,8 @@ async function capturePod(
       output.addInterface({ ...iface, linktype, snaplen: request.snaplen || 262144, comment });
     }
   }
-  const captured = converter.header !== undefined;
-  if (!converter.writableEnded) converter.end();
-  await merged.catch(() => {});
-  return { failure, captured };
+  if (!source.writableEnded) source.end();
+  return { failure, captured: source.header !== undefined };
 }
 
 function podDeletedError(namespace: string, pod: V1Pod): KubedumpError {

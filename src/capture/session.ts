@@ -4,7 +4,7 @@ import { contextNamespace, loadKubeConfig } from '../kube/config.ts';
 import type { Logger } from '../log.ts';
 import { buildGlobalHeader, LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL } from '../pcap/format.ts';
 import { PcapFramer } from '../pcap/framer.ts';
-import type { ViewSink } from '../view-sink.ts';
+import { isViewSink } from '../view-sink.ts';
 import { endedBadly, endingError } from './capture-ending.ts';
 import type { ModeContext } from './capture-mode.ts';
 import type { CreatedRecord } from './created-record.ts';
@@ -215,11 +215,6 @@ function streamRecords(
 /** What a stream says when written after it was destroyed without an error. */
 function closedOutput(): Error {
   return Object.assign(new Error('the output was closed'), { code: 'ERR_STREAM_DESTROYED' });
-}
-
-function isViewSink(sink: Writable): sink is Writable & ViewSink {
-  const candidate = sink as Partial<ViewSink>;
-  return typeof candidate.take === 'function' && typeof candidate.onDrain === 'function';
 }
 
 /**

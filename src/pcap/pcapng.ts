@@ -4,13 +4,7 @@
 // Resolution records. Every block and option is padded to 32 bits.
 
 import { isIPv4, isIPv6 } from 'node:net';
-import { Transform, type TransformCallback } from 'node:stream';
-import {
-  GLOBAL_HEADER_BYTES,
-  type GlobalHeader,
-  parseGlobalHeader,
-  RECORD_HEADER_BYTES,
-} from './format.ts';
+import { type GlobalHeader, RECORD_HEADER_BYTES } from './format.ts';
 
 export const BLOCK_SECTION_HEADER = 0x0a0d0d0a;
 export const BLOCK_INTERFACE_DESCRIPTION = 1;
@@ -280,89 +274,54 @@ export function interfaceFromPcap(
   };
 }
 
-/** The Enhanced Packet Block of one whole pcap record (16-byte header and data). */
-export function enhancedPacketFromRecord(
-  record: Uint8Array,
+// The fixed part of an Enhanced Packet Block (type, length, interface,
+// timestamp, lengths) and its end (padding, length again), for each amount of
+// padding: filled per packet and copied by `put`, so no Buffer is made per
+// packet.
+const EPB_HEAD = Buffer.alloc(28);
+const EPB_TAILS = [0, 1, 2, 3].map((pad) => Buffer.alloc(pad + 4));
+const TWO_16 = 65536;
+const TWO_32 = 4294967296;
+
+/**
+ * The Enhanced Packet Block of the whole pcap record at `at` in `bytes`,
+ * handed to `put` in three pieces (fixed part, packet data, end) that last
+ * only through the call; returns where the next record starts.
+ */
+export function putEnhancedPacket(
+  bytes: Buffer,
+  at: number,
   header: GlobalHeader,
   interfaceId: number,
-): Buffer {
-  const view = new DataView(record.buffer, record.byteOffset, record.length);
+  put: (piece: Buffer) => void,
+): number {
+  if (bytes.length - at < RECORD_HEADER_BYTES) throw new RangeError('torn pcap record header');
   const le = header.littleEndian;
-  const seconds = BigInt(view.getUint32(0, le));
-  const fraction = BigInt(view.getUint32(4, le));
-  const captured = view.getUint32(8, le);
-  const original = view.getUint32(12, le);
-  if (RECORD_HEADER_BYTES + captured !== record.length) {
-    throw new RangeError(`pcap record of ${record.length} bytes says it holds ${captured}`);
-  }
-  return enhancedPacketBlock({
-    interfaceId,
-    timestamp: seconds * (header.nanos ? 1_000_000_000n : 1_000_000n) + fraction,
-    data: record.subarray(RECORD_HEADER_BYTES),
-    originalLength: original,
-  });
-}
-
-export interface PcapToPcapngOptions {
-  /** The packets' interface, or a function that picks it (and writes its IDB) once the pcap header is known. */
-  interfaceId: number | ((header: GlobalHeader) => number);
-  /** Called with the pcap header before the first packet block is passed on. */
-  onHeader?: (header: GlobalHeader) => void;
-}
-
-// Turns a PcapFramer's output (the global header, then whole records) into
-// Enhanced Packet Blocks of one interface. Each output chunk is whole blocks,
-// so chunks of several pods can be interleaved as they come.
-export class PcapToPcapng extends Transform {
-  #header: GlobalHeader | undefined;
-  #interfaceId = 0;
-  #options: PcapToPcapngOptions;
-  packets = 0;
-
-  constructor(options: PcapToPcapngOptions) {
-    super();
-    this.#options = options;
-  }
-
-  get header(): GlobalHeader | undefined {
-    return this.#header;
-  }
-
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    try {
-      this.#convert(chunk);
-      callback();
-    } catch (error) {
-      callback(error as Error);
-    }
-  }
-
-  #convert(chunk: Buffer): void {
-    let offset = 0;
-    if (!this.#header) {
-      const header = parseGlobalHeader(chunk);
-      if (!header) throw new RangeError('expected a pcap global header from the framer');
-      this.#header = header;
-      offset = GLOBAL_HEADER_BYTES;
-      const { interfaceId } = this.#options;
-      this.#interfaceId = typeof interfaceId === 'number' ? interfaceId : interfaceId(header);
-      this.#options.onHeader?.(header);
-    }
-    const header = this.#header;
-    const blocks: Buffer[] = [];
-    while (offset < chunk.length) {
-      if (chunk.length - offset < RECORD_HEADER_BYTES)
-        throw new RangeError('torn pcap record header');
-      const captured = new DataView(chunk.buffer, chunk.byteOffset + offset + 8, 4).getUint32(
-        0,
-        header.littleEndian,
-      );
-      const end = offset + RECORD_HEADER_BYTES + captured;
-      if (end > chunk.length) throw new RangeError('torn pcap record');
-      blocks.push(enhancedPacketFromRecord(chunk.subarray(offset, end), header, this.#interfaceId));
-      offset = end;
-    }
-    this.packets += blocks.length;
-    if (blocks.length > 0) this.push(blocks.length === 1 ? blocks[0] : Buffer.concat(blocks));
-  }
+  const read = (offset: number) =>
+    le ? bytes.readUInt32LE(at + offset) : bytes.readUInt32BE(at + offset);
+  const seconds = read(0);
+  const fraction = read(4);
+  const captured = read(8);
+  const original = read(12);
+  const dataStart = at + RECORD_HEADER_BYTES;
+  if (dataStart + captured > bytes.length) throw new RangeError('torn pcap record');
+  // seconds × units + fraction as 64 bits, in parts small enough to stay exact in a double.
+  const units = header.nanos ? 1_000_000_000 : 1_000_000;
+  const high = Math.floor(seconds / TWO_16) * units;
+  const low = (high % TWO_16) * TWO_16 + (seconds % TWO_16) * units + fraction;
+  const pad = padded(captured) - captured;
+  const total = EPB_HEAD.length + captured + pad + 4;
+  EPB_HEAD.writeUInt32LE(BLOCK_ENHANCED_PACKET, 0);
+  EPB_HEAD.writeUInt32LE(total, 4);
+  EPB_HEAD.writeUInt32LE(interfaceId, 8);
+  EPB_HEAD.writeUInt32LE(Math.floor(high / TWO_16) + Math.floor(low / TWO_32), 12);
+  EPB_HEAD.writeUInt32LE(low % TWO_32, 16);
+  EPB_HEAD.writeUInt32LE(captured, 20);
+  EPB_HEAD.writeUInt32LE(original, 24);
+  const tail = EPB_TAILS[pad] as Buffer;
+  tail.writeUInt32LE(total, pad);
+  put(EPB_HEAD);
+  put(bytes.subarray(dataStart, dataStart + captured));
+  put(tail);
+  return dataStart + captured;
 }

@@ -3,8 +3,7 @@ import { createWriteStream, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
-import { enhancedPacketBlock } from '../../src/pcap/pcapng.ts';
+import { buildGlobalHeader, LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
 import { PcapngOutput } from '../../src/pcap/pcapng-output.ts';
 import { ROOT, run } from '../support/kubedump.ts';
 
@@ -17,15 +16,19 @@ test('scripts/screenshot: a PNG of Wireshark showing a two-pod pcapng', async ()
   const file = join(dir, 'two-pods.pcapng');
   const sink = createWriteStream(file);
   const output = new PcapngOutput(sink, { application: 'kubedump test' });
-  const input = output.input();
   for (const [id, name] of ['demo/web', 'demo/client'].entries()) {
-    output.addInterface({ name, linktype: LINKTYPE_ETHERNET, snaplen: 262144, os: 'Linux' });
+    const source = output.source(() =>
+      output.addInterface({ name, linktype: LINKTYPE_ETHERNET, snaplen: 262144, os: 'Linux' }),
+    );
+    source.write(buildGlobalHeader(LINKTYPE_ETHERNET));
     for (let n = 1; n <= 5; n++) {
-      const data = Buffer.alloc(60, n);
-      input.write(enhancedPacketBlock({ interfaceId: id, timestamp: BigInt(n * 1000 + id), data }));
+      // A pcap record: n seconds and `id` microseconds, 60 bytes of n.
+      const record = Buffer.alloc(16 + 60, n);
+      for (const [at, value] of [n, id, 60, 60].entries()) record.writeUInt32LE(value, at * 4);
+      source.write(record);
     }
+    await new Promise<void>((resolve) => source.end(resolve));
   }
-  await new Promise<void>((resolve) => input.end(resolve));
   await output.end();
 
   const png = join(dir, 'shot.png');

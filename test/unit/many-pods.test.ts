@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { captureRequest } from '../../src/capture/options.ts';
 import type { KubedumpError } from '../../src/errors.ts';
 import { workloadOf } from '../../src/kube/pods.ts';
 import { parseTarget, selectorText, targetTextProblem } from '../../src/kube/target-spec.ts';
-import { LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
-import { enhancedPacketBlock } from '../../src/pcap/pcapng.ts';
+import { buildGlobalHeader, LINKTYPE_ETHERNET } from '../../src/pcap/format.ts';
 import { PcapngOutput } from '../../src/pcap/pcapng-output.ts';
 import { interfaceName, parseInterfaceName } from '../../src/wireshark/interfaces.ts';
 
@@ -80,8 +79,16 @@ describe('what a capture names', () => {
 });
 
 describe('one pcapng section from several pods', () => {
-  const packet = (interfaceId: number, n: number) =>
-    enhancedPacketBlock({ interfaceId, timestamp: BigInt(n), data: Buffer.alloc(60, n) });
+  /** A whole pcap record (little-endian, microseconds) of 60 bytes of `n`. */
+  const record = (n: number) => {
+    const r = Buffer.alloc(16 + 60, n);
+    r.writeUInt32LE(n, 0);
+    r.writeUInt32LE(0, 4);
+    r.writeUInt32LE(60, 8);
+    r.writeUInt32LE(60, 12);
+    return r;
+  };
+  const start = (...records: Buffer[]) => Buffer.concat([buildGlobalHeader(1), ...records]);
 
   function blockTypes(bytes: Buffer): number[] {
     const types: number[] = [];
@@ -91,44 +98,99 @@ describe('one pcapng section from several pods', () => {
     return types;
   }
 
+  /** The timestamp (in seconds: microsecond units) of each Enhanced Packet Block, in order. */
+  function packetSeconds(bytes: Buffer): number[] {
+    const seconds: number[] = [];
+    for (let at = 0; at < bytes.length; at += bytes.readUInt32LE(at + 4)) {
+      if (bytes.readUInt32LE(at) !== 6) continue;
+      const units = bytes.readUInt32LE(at + 12) * 2 ** 32 + bytes.readUInt32LE(at + 16);
+      seconds.push(units / 1e6);
+      assert.deepEqual(bytes.subarray(at + 28, at + 88), Buffer.alloc(60, units / 1e6));
+    }
+    return seconds;
+  }
+
+  /** A stream output, and one that also takes views (refusing more while `full`), as src/output.ts does. */
+  function sinks() {
+    const stream = new PassThrough();
+    const streamed: Buffer[] = [];
+    stream.on('data', (c) => streamed.push(c));
+    const taken: Buffer[] = [];
+    const drains: (() => void)[] = [];
+    const state = { full: false };
+    const views = Object.assign(
+      new Writable({
+        write(chunk: Buffer, _e, cb) {
+          taken.push(chunk);
+          cb();
+        },
+      }),
+      {
+        take: (bytes: Buffer) => taken.push(Buffer.from(bytes)) > 0 && !state.full,
+        onDrain: (listener: () => void) => drains.push(listener),
+      },
+    );
+    return [
+      { name: 'stream', sink: stream, bytes: () => Buffer.concat(streamed), state, drains },
+      { name: 'views', sink: views, bytes: () => Buffer.concat(taken), state, drains },
+    ];
+  }
+
   test('interleaves whole blocks; each interface is described before its packets', async () => {
-    const sink = new PassThrough();
-    const chunks: Buffer[] = [];
-    sink.on('data', (c) => chunks.push(c));
-    const out = new PcapngOutput(sink, { application: 'test' });
-    const a = out.input();
-    const b = out.input();
-    assert.equal(out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0, name: 'demo/a' }), 0);
-    a.write(Buffer.concat([packet(0, 1), packet(0, 2)]));
-    assert.equal(out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0, name: 'demo/b' }), 1);
-    b.write(packet(1, 3));
-    a.write(packet(0, 4));
-    a.end();
-    b.end();
-    await new Promise((r) => setImmediate(r));
-    await out.end();
-    const bytes = Buffer.concat(chunks);
-    assert.deepEqual(blockTypes(bytes), [0x0a0d0d0a, 1, 6, 6, 1, 6, 6]);
-    assert.equal(out.packets, 4);
+    for (const { name, sink, bytes } of sinks()) {
+      const out = new PcapngOutput(sink, { application: 'test' });
+      const pick = (pod: string) => () =>
+        out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0, name: pod });
+      const a = out.source(pick('demo/a'));
+      const b = out.source(pick('demo/b'));
+      assert.equal(a.take(start(record(1), record(2))), true);
+      b.write(start(record(3)));
+      assert.equal(a.take(record(4)), true);
+      a.end();
+      b.end();
+      await new Promise((r) => setImmediate(r));
+      await out.end();
+      assert.deepEqual(blockTypes(bytes()), [0x0a0d0d0a, 1, 6, 6, 1, 6, 6], name);
+      assert.deepEqual(packetSeconds(bytes()), [1, 2, 3, 4], name);
+      assert.equal(out.packets, 4, name);
+      assert.equal(out.bytes, 4 * (32 + 60), name);
+    }
   });
 
   test("the packet limit is the whole capture's, cut at a block boundary", async () => {
-    const sink = new PassThrough();
-    const chunks: Buffer[] = [];
-    sink.on('data', (c) => chunks.push(c));
-    let limited = 0;
-    const out = new PcapngOutput(sink, {}, { maxPackets: 3, onLimit: () => limited++ });
-    out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0 });
-    const a = out.input();
-    const b = out.input();
-    a.write(Buffer.concat([packet(0, 1), packet(0, 2)]));
-    b.write(Buffer.concat([packet(0, 3), packet(0, 4)]));
-    a.write(packet(0, 5));
+    for (const { name, sink, bytes } of sinks()) {
+      let limited = 0;
+      const out = new PcapngOutput(sink, {}, { maxPackets: 3, onLimit: () => limited++ });
+      const id = out.addInterface({ linktype: LINKTYPE_ETHERNET, snaplen: 0 });
+      const a = out.source(() => id);
+      const b = out.source(() => id);
+      a.take(start(record(1), record(2)));
+      b.take(start(record(3), record(4)));
+      a.take(record(5));
+      await new Promise((r) => setImmediate(r));
+      await out.end();
+      assert.deepEqual(blockTypes(bytes()), [0x0a0d0d0a, 1, 6, 6, 6], name);
+      assert.equal(out.packets, 3, name);
+      assert.equal(limited, 1, name);
+    }
+  });
+
+  test('a full output pauses every source until it drains', async () => {
+    const [, views] = sinks();
+    assert.ok(views);
+    const out = new PcapngOutput(views.sink, {});
+    const a = out.source(() => 0);
+    views.state.full = true;
+    assert.equal(a.take(start(record(1))), false, 'a source is asked to wait');
+    let written = false;
+    out.source(() => 0).write(start(record(2)), () => (written = true));
     await new Promise((r) => setImmediate(r));
-    await out.end();
-    assert.deepEqual(blockTypes(Buffer.concat(chunks)), [0x0a0d0d0a, 1, 6, 6, 6]);
-    assert.equal(out.packets, 3);
-    assert.equal(limited, 1);
+    assert.equal(written, false, 'a written chunk waits for the drain');
+    views.state.full = false;
+    for (const drain of views.drains.splice(0)) drain();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(written, true);
+    assert.equal(out.packets, 2);
   });
 });
 

@@ -8,7 +8,12 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { buildGlobalHeader, LINKTYPE_ETHERNET, parseGlobalHeader } from '../../src/pcap/format.ts';
+import {
+  buildGlobalHeader,
+  type GlobalHeader,
+  LINKTYPE_ETHERNET,
+  parseGlobalHeader,
+} from '../../src/pcap/format.ts';
 import { PcapFramer } from '../../src/pcap/framer.ts';
 import {
   BLOCK_ENHANCED_PACKET,
@@ -16,13 +21,13 @@ import {
   BLOCK_NAME_RESOLUTION,
   BLOCK_SECTION_HEADER,
   enhancedPacketBlock,
-  enhancedPacketFromRecord,
   interfaceDescriptionBlock,
   interfaceFromPcap,
   nameResolutionBlock,
-  PcapToPcapng,
+  putEnhancedPacket,
   sectionHeaderBlock,
 } from '../../src/pcap/pcapng.ts';
+import { PcapngOutput } from '../../src/pcap/pcapng-output.ts';
 
 interface Block {
   type: number;
@@ -265,29 +270,62 @@ function bigEndianHeader(): Buffer {
   return h;
 }
 
-/** Pcap bytes through the real framer and the converter; the EPBs as parsed blocks. */
+/**
+ * Pcap bytes in odd-sized chunks through the real framer into a PcapngOutput
+ * source, both ways a capture feeds it: as a stream, and as views of one
+ * reused read buffer into an output that takes views. Both must write the
+ * same bytes; the EPBs as parsed blocks.
+ */
 async function convert(pcap: Buffer, interfaceId: number) {
-  const framer = new PcapFramer();
-  const headers: unknown[] = [];
-  const converter = new PcapToPcapng({ interfaceId, onHeader: (h) => headers.push(h) });
-  const out: Buffer[] = [];
-  // Odd-sized chunks: the framer joins them into whole records.
   const chunks: Buffer[] = [];
   for (let at = 0; at < pcap.length; at += 7) chunks.push(pcap.subarray(at, at + 7));
-  await pipeline(
-    Readable.from(chunks),
-    framer,
-    converter,
+  const headers: GlobalHeader[] = [];
+  const pick = (h: GlobalHeader) => {
+    headers.push(h);
+    return interfaceId;
+  };
+
+  const streamed = collector();
+  const viaStream = new PcapngOutput(streamed.sink, {});
+  const source = viaStream.source(pick);
+  await pipeline(Readable.from(chunks), new PcapFramer(), source);
+
+  const viewed = collector();
+  const viaViews = new PcapngOutput(viewed.sink, {});
+  const viewSource = viaViews.source(pick);
+  const framer = new PcapFramer();
+  const readBuffer = Buffer.alloc(7);
+  for (const chunk of chunks) {
+    readBuffer.fill(0xee);
+    chunk.copy(readBuffer);
+    const taken = framer.takeView(readBuffer.subarray(0, chunk.length), (r) => viewSource.take(r));
+    assert.equal(taken, true);
+  }
+  const [streamBytes, viewBytes] = [streamed.bytes(), viewed.bytes()];
+  assert.deepEqual(viewBytes, streamBytes, 'views and stream give the same blocks');
+  assert.equal(headers.length, 2, 'the interface is picked once per source');
+  const [shb, ...epbs] = blocks(streamBytes);
+  assert.equal(shb?.type, BLOCK_SECTION_HEADER);
+  assert.equal(viaViews.packets, viaStream.packets);
+  return { output: viaStream, header: source.header, headers, blocks: epbs };
+}
+
+/** A stream that keeps what is written, and also takes views (copying them), as an output does. */
+function collector() {
+  const out: Buffer[] = [];
+  const sink = Object.assign(
     new Writable({
       write(chunk: Buffer, _e, cb) {
-        // Every chunk the converter passes on is whole blocks.
-        blocks(chunk);
         out.push(chunk);
         cb();
       },
     }),
+    {
+      take: (bytes: Buffer) => out.push(Buffer.from(bytes)) > 0,
+      onDrain: () => {},
+    },
   );
-  return { converter, headers, blocks: blocks(Buffer.concat(out)) };
+  return { sink, bytes: () => Buffer.concat(out) };
 }
 
 function epbFields(block: Block | undefined) {
@@ -312,9 +350,8 @@ describe('pcap records to Enhanced Packet Blocks', () => {
       pcapRecord(1_700_000_000, 123_456, a, true, 1514),
       pcapRecord(1_700_000_001, 999_999, b),
     ]);
-    const { converter, headers, blocks: out } = await convert(pcap, 2);
-    assert.equal(headers.length, 1);
-    assert.equal(converter.packets, 2);
+    const { output, header, blocks: out } = await convert(pcap, 2);
+    assert.equal(output.packets, 2);
     assert.equal(out.length, 2);
     const first = epbFields(out[0]);
     assert.deepEqual(
@@ -330,7 +367,6 @@ describe('pcap records to Enhanced Packet Blocks', () => {
     const second = epbFields(out[1]);
     assert.equal(second.timestamp, 1_700_000_001_999_999n);
     assert.deepEqual(second.data, b);
-    const header = converter.header;
     assert.ok(header);
     assert.deepEqual(interfaceFromPcap(header, { name: 'demo/web' }), {
       name: 'demo/web',
@@ -345,9 +381,8 @@ describe('pcap records to Enhanced Packet Blocks', () => {
       nanoHeader(),
       pcapRecord(1_700_000_000, 123_456_789, Buffer.alloc(20, 5)),
     ]);
-    const { converter, blocks: out } = await convert(pcap, 0);
+    const { header, blocks: out } = await convert(pcap, 0);
     assert.equal(epbFields(out[0]).timestamp, 1_700_000_000_123_456_789n);
-    const header = converter.header;
     assert.ok(header);
     assert.equal(interfaceFromPcap(header).resolution, 'nano');
   });
@@ -357,23 +392,68 @@ describe('pcap records to Enhanced Packet Blocks', () => {
       bigEndianHeader(),
       pcapRecord(1_600_000_000, 42, Buffer.alloc(10, 9), false, 77),
     ]);
-    const { converter, blocks: out } = await convert(pcap, 1);
+    const { header, blocks: out } = await convert(pcap, 1);
     const epb = epbFields(out[0]);
     assert.equal(epb.timestamp, 1_600_000_000_000_042n);
     assert.equal(epb.captured, 10);
     assert.equal(epb.original, 77);
-    assert.equal(converter.header?.linktype, 113);
-    assert.equal(converter.header?.snaplen, 9000);
+    assert.equal(header?.linktype, 113);
+    assert.equal(header?.snaplen, 9000);
   });
 
-  test('a record whose length does not match its header is refused', () => {
+  test('each record, in pieces, is the block the reference encoder writes', () => {
+    // Seeded: timestamps up to the last second pcap can hold, every padding, both byte orders and units.
+    let seed = 7;
+    const next = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let i = 0; i < 400; i++) {
+      const littleEndian = i % 2 === 0;
+      const nanos = i % 3 === 0;
+      const seconds = i === 0 ? 0xffffffff : next(2 ** 31) * 2 + (i % 2);
+      const fraction = next(nanos ? 1_000_000_000 : 1_000_000);
+      const data = Buffer.alloc(next(70), i);
+      const original = data.length + next(1500);
+      const header = { littleEndian, nanos, snaplen: 262144, linktype: 1 };
+      const record = pcapRecord(seconds, fraction, data, littleEndian, original);
+      const at = next(5);
+      const bytes = Buffer.concat([Buffer.alloc(at, 0xee), record, Buffer.alloc(3, 0xee)]);
+      const pieces: Buffer[] = [];
+      const end = putEnhancedPacket(bytes, at, header, i % 4, (p) => pieces.push(Buffer.from(p)));
+      assert.equal(end, at + record.length);
+      const units = nanos ? 1_000_000_000n : 1_000_000n;
+      const expected = enhancedPacketBlock({
+        interfaceId: i % 4,
+        timestamp: BigInt(seconds) * units + BigInt(fraction),
+        data,
+        originalLength: original,
+      });
+      assert.deepEqual(Buffer.concat(pieces), expected, `record ${i}`);
+    }
+  });
+
+  test('a record cut short is refused, and the source that got it stops with why', async () => {
     const header = parseGlobalHeader(buildGlobalHeader(1));
     assert.ok(header);
     const record = pcapRecord(1, 2, Buffer.alloc(10));
     assert.throws(
-      () => enhancedPacketFromRecord(record.subarray(0, 20), header, 0),
-      /record of 20 bytes says it holds 10/,
+      () => putEnhancedPacket(record.subarray(0, 20), 0, header, 0, () => {}),
+      /torn pcap record/,
     );
+    assert.throws(
+      () => putEnhancedPacket(record.subarray(0, 9), 0, header, 0, () => {}),
+      /torn pcap record header/,
+    );
+    const { sink } = collector();
+    const source = new PcapngOutput(sink, {}).source(() => 0);
+    const errors: Error[] = [];
+    source.on('error', (e) => errors.push(e)); // as a capture listens
+    assert.equal(source.take(Buffer.concat([buildGlobalHeader(1), record.subarray(0, 20)])), true);
+    assert.equal(source.destroyed, true);
+    assert.match(String(source.errored), /torn pcap record/);
+    await new Promise((r) => setImmediate(r));
+    assert.match(String(errors[0]), /torn pcap record/);
   });
 });
 
@@ -430,8 +510,8 @@ async function mergedCapture(): Promise<Buffer[]> {
     out.writeUInt32LE(out.length, out.length - 4);
     return out;
   };
-  const webHeader = webBlocks.converter.header;
-  const clientHeader = clientBlocks.converter.header;
+  const webHeader = webBlocks.header;
+  const clientHeader = clientBlocks.header;
   assert.ok(webHeader && clientHeader);
   const [web1, web2] = webBlocks.blocks;
   const [client1] = clientBlocks.blocks;
