@@ -109,6 +109,41 @@ export function refusalBody(
 }
 
 /**
+ * A socket to `url` (TLS for https: and wss:) that writes `head` once
+ * connected, reads into one static buffer and hands each read, as a view of
+ * it, to `reader.deliver`.
+ */
+function connectReading(
+  url: URL,
+  tlsOptions: RawUpgradeOptions['tls'],
+  head: string,
+  reader: { deliver: (bytes: Buffer) => void },
+): net.Socket {
+  const secure = url.protocol === 'https:' || url.protocol === 'wss:';
+  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(url.port) || (secure ? 443 : 80);
+  const buffer = Buffer.allocUnsafe(READ_BUFFER);
+  const onread = {
+    buffer,
+    callback: (n: number) => {
+      reader.deliver(buffer.subarray(0, n));
+      return true;
+    },
+  };
+  const socket = secure
+    ? tls.connect({
+        ...tlsOptions,
+        host,
+        port,
+        servername: tlsOptions.servername ?? (net.isIP(host) ? undefined : host),
+        onread,
+      } as tls.ConnectionOptions)
+    : net.connect({ host, port, onread });
+  socket.once(secure ? 'secureConnect' : 'connect', () => socket.write(head));
+  return socket;
+}
+
+/**
  * Connects to `url` (http:, https:, ws:, wss:) and asks to upgrade. Resolves
  * once the server switched protocols; rejects with a RefusedAnswer-carrying
  * error through `refused` for any other answer, or with the connection's error.
@@ -118,29 +153,8 @@ export function rawUpgrade(
   options: RawUpgradeOptions,
   refused: (answer: RefusedAnswer) => Error,
 ): Promise<Upgraded> {
-  const secure = url.protocol === 'https:' || url.protocol === 'wss:';
-  const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  const port = Number(url.port) || (secure ? 443 : 80);
-  const head = requestHead(url, options.headers);
-  const buffer = Buffer.allocUnsafe(READ_BUFFER);
-  let deliver: (bytes: Buffer) => void = () => {};
-  const onread = {
-    buffer,
-    callback: (n: number) => {
-      deliver(buffer.subarray(0, n));
-      return true;
-    },
-  };
-  const socket = secure
-    ? tls.connect({
-        ...options.tls,
-        host,
-        port,
-        servername: options.tls.servername ?? (net.isIP(host) ? undefined : host),
-        onread,
-      } as tls.ConnectionOptions)
-    : net.connect({ host, port, onread });
-  socket.once(secure ? 'secureConnect' : 'connect', () => socket.write(head));
+  const reader = { deliver: (_bytes: Buffer) => {} };
+  const socket = connectReading(url, options.tls, requestHead(url, options.headers), reader);
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error: Error | undefined, value?: Upgraded) => {
@@ -174,9 +188,8 @@ export function rawUpgrade(
       if (answer) refuse(true);
       else settle(new Error('the server closed the connection before answering the upgrade'));
     };
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    deliver = (bytes) => {
+    socket.on('end', onEnd).on('close', onEnd);
+    reader.deliver = (bytes) => {
       if (answer) {
         if (body.length < MAX_HEAD) body = Buffer.concat([body, bytes]);
         return refuse(false);
@@ -200,15 +213,13 @@ export function rawUpgrade(
       }
       // Until a reader is set, later bytes are kept in order behind the rest.
       const kept: Buffer[] = rest.length > 0 ? [rest] : [];
-      deliver = (more) => kept.push(Buffer.from(more));
-      socket.off('error', onError);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
+      reader.deliver = (more) => kept.push(Buffer.from(more));
+      socket.off('error', onError).off('end', onEnd).off('close', onEnd);
       settle(undefined, {
         socket,
         headers: answer.headers,
         onBytes: (handler) => {
-          deliver = handler;
+          reader.deliver = handler;
           for (const bytes of kept.splice(0)) handler(bytes);
         },
       });
