@@ -177,6 +177,12 @@ async function startIn(
     placement.started ?? (await RemoteTcpdump.start(kc, placement, argv, { log, signal, clock })),
   );
   placement.handedOver?.();
-  log.info('capture started', { mode: mode.name, where, protocol: remote.protocol, argv });
+  log.info('capture started', {
+    mode: mode.name,
+    where,
+    transport: remote.transport,
+    protocol: remote.protocol,
+    argv,
+  });
   return { mode: mode.name, placement, remote };
 }

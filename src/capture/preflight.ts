@@ -129,10 +129,13 @@ const notAsked = (check: string) => skipped(check, `not asked: ${PLACEMENTS[0]} 
 /** The checks so far let the cheapest mode capture: the rest could not change the choice. */
 const cheapestCaptures = (checks: Check[]) => chooseMode(checks).candidates[0] === PLACEMENTS[0];
 
-/** WebSocket exec is authorised as `get pods/exec` before Kubernetes 1.30, as `create` from 1.30. */
+/**
+ * Exec over SPDY (a POST) is authorised as `create pods/exec`; over WebSocket
+ * (a GET, kubedump's fallback) as `get` before Kubernetes 1.30, as `create`
+ * from 1.30. Either will do.
+ */
 function execVerbs(version: ServerVersion | undefined): string[] {
-  const modern = atLeast(version, 1, 30);
-  return modern === undefined ? ['create', 'get'] : modern ? ['create'] : ['get'];
+  return atLeast(version, 1, 30) ? ['create'] : ['create', 'get'];
 }
 
 interface Access {

@@ -30,6 +30,8 @@ export class RemoteTcpdump implements AsyncDisposable {
   /** Sends stdout's bytes to a sink as views instead (ExecSession.pipeTo). */
   readonly pipeTo: (sink: ViewSink) => void;
   readonly result: Promise<ExecResult>;
+  /** How the exec streams: its transport and channel protocol (for the log). */
+  readonly transport: string;
   readonly protocol: string;
   readonly #pid: () => number | undefined;
   #stopping: Promise<void> | undefined;
@@ -90,6 +92,7 @@ export class RemoteTcpdump implements AsyncDisposable {
     this.stdout = session.stdout;
     this.pipeTo = (sink) => session.pipeTo(sink);
     this.result = session.result;
+    this.transport = session.transport;
     this.protocol = session.protocol;
     this.#send = (line) => session.write(Buffer.from(line)).catch(() => {});
     this.#close = () => session.close();

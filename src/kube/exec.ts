@@ -5,20 +5,21 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import { type ApiStatus, KubedumpError } from '../errors.ts';
 import type { ViewSink } from '../view-sink.ts';
 import { forbiddenError, parseStatus } from './api-errors.ts';
-import { type ChannelSocket, connectChannelSocket, OPEN, UpgradeRefused } from './websocket.ts';
+import { type ExecChannels, OPEN, STATUS, STDERR, STDIN, STDOUT } from './exec-channels.ts';
+import { connectSpdy } from './spdy.ts';
+import { type UpgradeOptions, UpgradeRefused } from './upgrade.ts';
+import { connectChannelSocket } from './websocket.ts';
 
-// pods/exec over WebSocket. One options object in, a session out whose
-// `result` settles when the remote process ends or the socket closes.
-// Unlike client-node's Exec: stdout honours backpressure (the socket is paused
-// while the reader is full) and carries the socket's own bytes (no copy per
-// frame), errors after the upgrade are reported, and the negotiated protocol
-// is visible because v4 cannot end stdin.
-
-const STDIN = 0;
-const STDOUT = 1;
-const STDERR = 2;
-const STATUS = 3;
-const CLOSE = 255;
+// pods/exec. One options object in, a session out whose `result` settles when
+// the remote process ends or the socket closes. Unlike client-node's Exec:
+// stdout honours backpressure (the socket is paused while the reader is full)
+// and carries the socket's own bytes (no copy per frame), errors after the
+// upgrade are reported, and the negotiated protocol is visible because v4 over
+// WebSocket cannot end stdin. SPDY/3.1 goes first, as kubectl before 1.30 did
+// with every server: the API server passes it through where it re-frames a
+// WebSocket (before 1.30 at the kubelet, from 1.30 in the API server itself).
+// A server or gateway that refuses it gets WebSocket, and this process keeps
+// asking it for WebSocket.
 
 const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
 const STDERR_KEEP = 64 * 1024;
@@ -38,7 +39,9 @@ export interface ExecOptions {
   signal?: AbortSignal | undefined;
   /** Called with each stderr chunk as it arrives. */
   onStderr?: (chunk: Buffer) => void;
-  /** Offer only these subprotocols (tests pin v4 this way). */
+  /** Use only this transport (tests pin one this way). */
+  transport?: Transport | undefined;
+  /** Offer only these WebSocket subprotocols (tests pin v4 this way). */
   protocols?: readonly string[];
   /** How often to ping the server, and after how long without a sign of life to give up. */
   pingMs?: number;
@@ -54,17 +57,21 @@ export interface ExecResult {
   stderr: string;
 }
 
+export type Transport = ExecChannels['transport'];
+
 export class ExecSession {
+  readonly transport: Transport;
   readonly protocol: string;
   readonly stdout: Readable;
   readonly result: Promise<ExecResult>;
-  readonly #ws: ChannelSocket;
+  readonly #ws: ExecChannels;
   /** When the server last gave a sign of life. */
   #heard = Date.now();
   #sink: ViewSink | undefined;
 
-  constructor(ws: ChannelSocket, options: ExecOptions) {
+  constructor(ws: ExecChannels, options: ExecOptions) {
     this.#ws = ws;
+    this.transport = ws.transport;
     this.protocol = ws.protocol;
     let stderr = Buffer.alloc(0);
     let exitCode: number | null = null;
@@ -137,7 +144,7 @@ export class ExecSession {
   }
 
   get canEndStdin(): boolean {
-    return this.protocol === 'v5.channel.k8s.io';
+    return this.#ws.canEndStdin;
   }
 
   /** Writes to the remote stdin; resolves once the bytes are handed to the socket. */
@@ -153,17 +160,17 @@ export class ExecSession {
     });
   }
 
-  /** Ends the remote stdin (v5 only: v4 has no way short of closing the socket). */
+  /** Ends the remote stdin (not over v4 WebSocket: it has no way short of closing the socket). */
   endStdin(): Promise<void> {
     if (!this.canEndStdin) throw new Error(`cannot end stdin over ${this.protocol}`);
     return new Promise((resolve, reject) => {
-      this.#ws.send(CLOSE, Buffer.from([STDIN]), (e) => (e ? reject(e) : resolve()));
+      this.#ws.endStdin((e) => (e ? reject(e) : resolve()));
     });
   }
 
   /** Closes the socket. The remote process keeps running: stop it by PID first. */
   close(): void {
-    if (this.#ws.readyState === OPEN) this.#ws.close(1000);
+    if (this.#ws.readyState === OPEN) this.#ws.close();
     setTimeout(() => this.#ws.terminate(), 500).unref();
   }
 }
@@ -230,6 +237,39 @@ function target(options: ExecOptions): string {
   return `pod ${options.namespace}/${options.pod}${container}`;
 }
 
+/** Servers (by URL) that refused SPDY/3.1 and took WebSocket, in this process. */
+const webSocketOnly = new Set<string>();
+
+/**
+ * Opens the exec's channels: over SPDY/3.1 unless the server refused it
+ * before, then over WebSocket when it refuses SPDY now. A WebSocket answered
+ * otherwise than SPDY was (switched, or another status) marks the server as
+ * refusing SPDY itself; the same refusal twice says nothing of SPDY.
+ */
+async function connect(server: string, options: ExecOptions, upgrade: UpgradeOptions) {
+  const url = execUrl(server, options);
+  const websocket = () => connectChannelSocket(url, options.protocols ?? PROTOCOLS, upgrade);
+  const transport = options.transport ?? (webSocketOnly.has(server) ? 'websocket' : undefined);
+  if (transport === 'websocket') return websocket();
+  let spdyStatus: number;
+  try {
+    return await connectSpdy(url, Boolean(options.stdin), upgrade);
+  } catch (error) {
+    if (transport === 'spdy' || !(error instanceof UpgradeRefused)) throw error;
+    spdyStatus = error.statusCode;
+  }
+  try {
+    const channels = await websocket();
+    webSocketOnly.add(server);
+    return channels;
+  } catch (error) {
+    if (error instanceof UpgradeRefused && error.statusCode !== spdyStatus) {
+      webSocketOnly.add(server);
+    }
+    throw error;
+  }
+}
+
 /** Opens an exec session; rejects with a KubedumpError if the server refuses it. */
 export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<ExecSession> {
   const cluster = kc.getCurrentCluster();
@@ -238,12 +278,13 @@ export async function openExec(kc: KubeConfig, options: ExecOptions): Promise<Ex
   await kc.applyToHTTPSOptions(https);
   options.signal?.throwIfAborted();
   try {
-    const ws = await connectChannelSocket(
-      execUrl(cluster.server, options),
-      options.protocols ?? PROTOCOLS,
-      { ...https, handshakeTimeout: 15000, signal: options.signal, direct: !cluster.proxyUrl },
-    );
-    return new ExecSession(ws, options);
+    const channels = await connect(cluster.server, options, {
+      ...https,
+      handshakeTimeout: 15000,
+      signal: options.signal,
+      direct: !cluster.proxyUrl,
+    });
+    return new ExecSession(channels, options);
   } catch (error) {
     if (options.signal?.aborted) {
       throw new KubedumpError('ABORTED', `exec in ${target(options)}: stopped`);

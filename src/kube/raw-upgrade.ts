@@ -32,6 +32,8 @@ export interface Upgraded {
 }
 
 export interface RawUpgradeOptions {
+  /** The request method: GET for WebSocket, POST for SPDY. */
+  method: string;
   /** TLS options for an https: or wss: URL: ca, cert, key, servername, ... */
   tls: tls.ConnectionOptions;
   /** Request headers (the Upgrade and Connection headers included). */
@@ -41,8 +43,8 @@ export interface RawUpgradeOptions {
 }
 
 /** Writes the request line and headers; refuses a CR or LF inside any of them. */
-export function requestHead(url: URL, headers: Record<string, string>): string {
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
+export function requestHead(url: URL, headers: Record<string, string>, method = 'GET'): string {
+  const lines = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
   for (const [name, value] of Object.entries(headers)) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) {
       throw new Error(`the request header ${JSON.stringify(name)} holds a line break`);
@@ -154,7 +156,12 @@ export function rawUpgrade(
   refused: (answer: RefusedAnswer) => Error,
 ): Promise<Upgraded> {
   const reader = { deliver: (_bytes: Buffer) => {} };
-  const socket = connectReading(url, options.tls, requestHead(url, options.headers), reader);
+  const socket = connectReading(
+    url,
+    options.tls,
+    requestHead(url, options.headers, options.method),
+    reader,
+  );
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error: Error | undefined, value?: Upgraded) => {

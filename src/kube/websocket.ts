@@ -1,10 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import * as http from 'node:http';
-import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
-import type * as tls from 'node:tls';
-import { rawUpgrade } from './raw-upgrade.ts';
+import { CLOSED, CLOSING, type ExecChannels, OPEN, STDIN } from './exec-channels.ts';
+import { openUpgrade, type UpgradeOptions } from './upgrade.ts';
 
 // A WebSocket client for the Kubernetes channel protocols (v4/v5.channel.k8s.io),
 // RFC 6455 without extensions. It reads frames straight off the socket: a
@@ -21,9 +19,8 @@ const OP_PONG = 0xa;
 const MAX_HEADER = 14;
 const EMPTY = Buffer.alloc(0);
 
-export const OPEN = 1;
-export const CLOSING = 2;
-export const CLOSED = 3;
+const CHANNEL_CLOSE = 255;
+const V5 = 'v5.channel.k8s.io';
 
 export interface FrameHandlers {
   /** Payload bytes of a data message on `channel` (its first byte); `last` ends the message. */
@@ -200,32 +197,19 @@ export function clientFrame(opcode: number, payload: Uint8Array, channel?: numbe
   return frame;
 }
 
-/**
- * An open WebSocket: 'data' (channel, bytes, last), 'pong', 'error' and
- * 'close' events. The bytes of a 'data' event are valid only until its
- * listener returns: copy what you keep.
- */
-export class ChannelSocket extends EventEmitter {
+/** An exec's channels over an open WebSocket. */
+export class ChannelSocket extends EventEmitter implements ExecChannels {
   readonly protocol: string;
   readyState = OPEN;
+  readonly transport = 'websocket' as const;
   readonly #socket: Duplex;
-  readonly #head: Buffer;
-  readonly #source: ((push: (bytes: Buffer) => void) => void) | undefined;
+  readonly #source: (push: (bytes: Buffer) => void) => void;
   #paused = false;
 
-  /**
-   * `source`, when given, is where the socket's bytes come from (a static
-   * read buffer, src/kube/raw-upgrade.ts) instead of its 'data' events.
-   */
-  constructor(
-    socket: Duplex,
-    head: Buffer,
-    protocol: string,
-    source?: (push: (bytes: Buffer) => void) => void,
-  ) {
+  /** `source` hands on the connection's bytes after the upgrade's answer (upgrade.ts). */
+  constructor(socket: Duplex, protocol: string, source: (push: (bytes: Buffer) => void) => void) {
     super();
     this.#socket = socket;
-    this.#head = head;
     this.#source = source;
     this.protocol = protocol;
   }
@@ -249,9 +233,6 @@ export class ChannelSocket extends EventEmitter {
         this.terminate();
       },
     });
-    const push = (chunk: Buffer) => reader.push(chunk);
-    if (this.#source) this.#source(push);
-    else socket.on('data', push);
     socket.on('error', (error) => {
       this.emit('error', error);
       this.terminate();
@@ -261,7 +242,7 @@ export class ChannelSocket extends EventEmitter {
       this.readyState = CLOSED;
       this.emit('close');
     });
-    if (this.#head.length > 0) reader.push(this.#head);
+    this.#source((chunk) => reader.push(chunk));
   }
 
   get isPaused(): boolean {
@@ -283,6 +264,16 @@ export class ChannelSocket extends EventEmitter {
     if (this.readyState === OPEN) {
       this.#socket.write(clientFrame(OP_BINARY, data, channel), callback);
     } else callback(new Error('the WebSocket is not open'));
+  }
+
+  get canEndStdin(): boolean {
+    return this.protocol === V5;
+  }
+
+  /** Ends the remote stdin: v5's close message; v4 has no way short of closing the socket. */
+  endStdin(callback: (error?: Error | null) => void): void {
+    if (!this.canEndStdin) callback(new Error(`cannot end stdin over ${this.protocol}`));
+    else this.send(CHANNEL_CLOSE, Buffer.from([STDIN]), callback);
   }
 
   ping(): void {
@@ -314,34 +305,6 @@ function closePayload(code: number): Buffer {
   return payload;
 }
 
-/** The server answered the upgrade with an HTTP response instead of switching protocols. */
-export class UpgradeRefused extends Error {
-  readonly statusCode: number;
-  readonly body: string;
-  constructor(statusCode: number, body: string) {
-    super(`the server refused the WebSocket upgrade (HTTP ${statusCode})`);
-    this.statusCode = statusCode;
-    this.body = body;
-  }
-}
-
-async function readBody(res: http.IncomingMessage): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res) {
-    if (size < 4096) chunks.push(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return Buffer.concat(chunks).toString('utf8').slice(0, 4096);
-}
-
-export interface ConnectOptions extends https.RequestOptions {
-  handshakeTimeout?: number;
-  signal?: AbortSignal | undefined;
-  /** No proxy is in the way: connect on a socket of our own (raw-upgrade.ts). */
-  direct?: boolean;
-}
-
 /** What is wrong with a 101 answer, or undefined when it is what was asked for. */
 function switchProblem(
   headers: (name: string) => string,
@@ -361,129 +324,39 @@ function switchProblem(
         : undefined;
 }
 
-/** The TLS options of a request that apply to a connection of our own. */
-function tlsOptions(options: https.RequestOptions): tls.ConnectionOptions {
-  const { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, crl } = options;
-  const picked = { ca, cert, key, pfx, passphrase, rejectUnauthorized, servername, ciphers, crl };
-  return Object.fromEntries(
-    Object.entries(picked).filter(([, value]) => value !== undefined),
-  ) as tls.ConnectionOptions;
-}
-
-async function connectDirect(
-  target: URL,
-  key: string,
-  protocols: readonly string[],
-  options: ConnectOptions,
-): Promise<ChannelSocket> {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(options.headers ?? {})) {
-    if (value !== undefined) headers[name] = String(value);
-  }
-  // As Node's http does: a username and password only when no Authorization
-  // header (a bearer token) is given.
-  const authorized = Object.keys(headers).some((name) => name.toLowerCase() === 'authorization');
-  if (options.auth && !authorized) {
-    headers.Authorization = `Basic ${Buffer.from(options.auth).toString('base64')}`;
-  }
-  Object.assign(headers, {
-    Connection: 'Upgrade',
-    Upgrade: 'websocket',
-    'Sec-WebSocket-Version': '13',
-    'Sec-WebSocket-Key': key,
-    'Sec-WebSocket-Protocol': protocols.join(', '),
-  });
-  const upgraded = await rawUpgrade(
-    target,
-    {
-      tls: tlsOptions(options),
-      headers,
-      timeoutMs: options.handshakeTimeout,
-      signal: options.signal,
-    },
-    (answer) => new UpgradeRefused(answer.status, answer.body),
-  );
-  const header = (name: string) => upgraded.headers.get(name) ?? '';
-  const problem = switchProblem(header, key, protocols);
-  if (problem) {
-    upgraded.socket.destroy();
-    throw new Error(`the server switched protocols with ${problem}`);
-  }
-  upgraded.socket.setNoDelay(true);
-  return new ChannelSocket(upgraded.socket, EMPTY, header('sec-websocket-protocol'), (push) =>
-    upgraded.onBytes(push),
-  );
-}
-
 /**
  * Opens a WebSocket to `url` (ws: or wss:) offering `protocols`. `options`
  * are the TLS, header and agent options client-node fills in for the cluster,
  * so a proxy-url reaches the upgrade as it reaches REST calls. Rejects with
  * UpgradeRefused (an HTTP answer), or the connection's error.
  */
-export function connectChannelSocket(
+export async function connectChannelSocket(
   url: string,
   protocols: readonly string[],
-  options: ConnectOptions,
+  options: UpgradeOptions,
 ): Promise<ChannelSocket> {
-  const target = new URL(url);
-  const secure = target.protocol === 'wss:' || target.protocol === 'https:';
-  target.protocol = secure ? 'https:' : 'http:';
   const key = randomBytes(16).toString('base64');
-  if (options.direct) return connectDirect(target, key, protocols, options);
-  const { handshakeTimeout, signal, headers, direct: _, ...rest } = options;
-  const request = (secure ? https : http).request(target, {
-    ...rest,
-    // A connection of its own, unless a proxy's agent is given: a pooled
-    // keep-alive socket may be one the server has already closed.
-    agent: rest.agent ?? false,
-    method: 'GET',
-    headers: {
-      ...(headers as http.OutgoingHttpHeaders | undefined),
+  const upgraded = await openUpgrade(
+    url,
+    'GET',
+    {
       Connection: 'Upgrade',
       Upgrade: 'websocket',
       'Sec-WebSocket-Version': '13',
       'Sec-WebSocket-Key': key,
       'Sec-WebSocket-Protocol': protocols.join(', '),
     },
-  });
-  return new Promise((resolve, reject) => {
-    const fail = (error: Error) => {
-      request.destroy();
-      reject(error);
-    };
-    const onAbort = () => fail(signal?.reason ?? new Error('aborted'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const settle = () => signal?.removeEventListener('abort', onAbort);
-    if (handshakeTimeout) {
-      request.setTimeout(handshakeTimeout, () =>
-        fail(new Error('the opening handshake timed out')),
-      );
-    }
-    request.on('upgrade', (res, socket, head) => {
-      settle();
-      request.setTimeout(0);
-      const header = (name: string) => String(res.headers[name] ?? '');
-      const protocol = header('sec-websocket-protocol');
-      const problem = switchProblem(header, key, protocols);
-      if (problem) {
-        socket.destroy();
-        return reject(new Error(`the server switched protocols with ${problem}`));
-      }
-      (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
-      resolve(new ChannelSocket(socket, head, protocol));
-    });
-    request.on('response', (res) => {
-      settle();
-      readBody(res).then(
-        (body) => reject(new UpgradeRefused(res.statusCode ?? 0, body)),
-        () => reject(new UpgradeRefused(res.statusCode ?? 0, '')),
-      );
-    });
-    request.on('error', (error) => {
-      settle();
-      reject(error);
-    });
-    request.end();
-  });
+    options,
+  );
+  const problem = switchProblem(upgraded.header, key, protocols);
+  if (problem) {
+    upgraded.socket.destroy();
+    throw new Error(`the server switched protocols with ${problem}`);
+  }
+  (upgraded.socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+  return new ChannelSocket(
+    upgraded.socket,
+    upgraded.header('sec-websocket-protocol'),
+    upgraded.source,
+  );
 }

@@ -126,15 +126,16 @@ for (const worldName of ['real', 'emulated'] as const) {
         events().filter((m) => /tcpdump (uploaded|already present)/.test(m)),
         ['tcpdump uploaded', 'tcpdump already present', 'tcpdump uploaded'],
       );
-      // The real v1.20 server speaks exec v4; the emulated one offers v5.
+      // The real v1.20 server takes SPDY/3.1 (exec v4); the emulated one
+      // refuses SPDY as a WebSocket-only gateway does, and offers v5.
       const protocols = new Set(
         entries()
           .filter((e) => e.message === 'capture started')
-          .map((e) => e.protocol),
+          .map((e) => `${e.transport} ${e.protocol}`),
       );
       assert.deepEqual(
         [...protocols],
-        [worldName === 'real' ? 'v4.channel.k8s.io' : 'v5.channel.k8s.io'],
+        [worldName === 'real' ? 'spdy v4.channel.k8s.io' : 'websocket v5.channel.k8s.io'],
       );
       await inPod('web', 'rm', '-rf', '/tmp/.kubedump-keep-0');
       await assertNothingLeft('web');

@@ -99,7 +99,8 @@ export async function startServer(
       }
       authorize({ cluster, user, serverAddress: address }, r);
       if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
-        // SPDY/3.1 (kubectl's fallback) is not emulated.
+        // SPDY/3.1 is refused, as a gateway that passes only WebSocket
+        // refuses it: clients fall back to WebSocket, the path emulated here.
         throw new ApiError(
           failure(400, 'BadRequest', `unable to upgrade: ${req.headers.upgrade} is not supported`),
         );

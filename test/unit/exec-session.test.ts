@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { test } from 'node:test';
 import { ExecSession, exitFromStatus } from '../../src/kube/exec.ts';
-import type { ChannelSocket } from '../../src/kube/websocket.ts';
+import type { ExecChannels } from '../../src/kube/exec-channels.ts';
 
 // The exec session over a socket that is not a network: the channel framing
 // of v4/v5, backpressure, stdin, errors after open and silence.
@@ -28,6 +28,13 @@ class FakeSocket extends EventEmitter {
     this.pings++;
   }
   start() {}
+  get canEndStdin() {
+    return this.protocol !== 'v4.channel.k8s.io';
+  }
+  endStdin(callback: (error?: Error) => void) {
+    this.sent.push(Buffer.from('end of stdin'));
+    callback();
+  }
   send(channel: number, data: Buffer, callback: (error?: Error) => void) {
     this.sent.push(Buffer.concat([Buffer.from([channel]), data]));
     callback();
@@ -51,7 +58,7 @@ function session(
   options: Partial<ConstructorParameters<typeof ExecSession>[1]> = {},
 ) {
   const ws = new FakeSocket(protocol);
-  const exec = new ExecSession(ws as unknown as ChannelSocket, {
+  const exec = new ExecSession(ws as unknown as ExecChannels, {
     namespace: 'demo',
     pod: 'web',
     command: ['true'],
@@ -96,11 +103,11 @@ test('the status: success is 0, a failure without an exit code keeps its message
   assert.deepEqual(exitFromStatus(''), { exitCode: null });
 });
 
-test('stdin: frames on channel 0; only v5 can end it', async () => {
+test('stdin: writes go on channel 0; it ends when the connection can end it (not v4 WebSocket)', async () => {
   const v5 = session('v5.channel.k8s.io');
   await v5.exec.write(Buffer.from('keepalive\n'));
   await v5.exec.endStdin();
-  assert.deepEqual(v5.ws.sent, [Buffer.from('\x00keepalive\n'), Buffer.from([255, 0])]);
+  assert.deepEqual(v5.ws.sent, [Buffer.from('\x00keepalive\n'), Buffer.from('end of stdin')]);
   assert.equal(v5.exec.canEndStdin, true);
   const v4 = session('v4.channel.k8s.io');
   assert.equal(v4.exec.canEndStdin, false);

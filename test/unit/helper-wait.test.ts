@@ -42,7 +42,7 @@ type ExecAnswer = { refuse: number; message: string } | 'runs';
 
 /**
  * A fake API server: `reads` counts the pod's GETs; `watch` answers a watch
- * request; `exec` the numbered exec upgrades (`execs` counts them).
+ * request; `exec` the numbered WebSocket exec upgrades (`execs` counts them).
  */
 async function apiServer(
   onRead: (reads: number) => object,
@@ -59,6 +59,11 @@ async function apiServer(
   });
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Exec over WebSocket only, as the emulator: SPDY is refused uncounted.
+    if (req.headers.upgrade !== 'websocket') {
+      socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      return;
+    }
     const answer = exec(++execs);
     if (answer !== 'runs') {
       const body = JSON.stringify({

@@ -307,7 +307,11 @@ test('a capture of a pod on a Windows node, in any mode, fails on the node and c
   // and no mode may create anything before it is known.
   const changes: string[] = [];
   const server = createServer((req, res) => {
-    if (req.method !== 'GET') changes.push(`${req.method} ${req.url}`);
+    // The probe's exec goes out beside the node's read (over SPDY a POST);
+    // it changes no object, and a Windows container has no sh to run it.
+    if (req.method !== 'GET' && !req.url?.includes('/exec?')) {
+      changes.push(`${req.method} ${req.url}`);
+    }
     res.setHeader('content-type', 'application/json');
     if (req.url?.startsWith('/api/v1/nodes/n1')) {
       const labels = { 'kubernetes.io/os': 'windows', 'kubernetes.io/arch': 'amd64' };

@@ -5,12 +5,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { WebSocketServer } from 'ws';
-import {
-  type ChannelSocket,
-  connectChannelSocket,
-  FrameReader,
-  UpgradeRefused,
-} from '../../src/kube/websocket.ts';
+import { UpgradeRefused } from '../../src/kube/upgrade.ts';
+import { type ChannelSocket, connectChannelSocket, FrameReader } from '../../src/kube/websocket.ts';
 
 // The WebSocket client: server frames read across any split of the bytes
 // (headers and payloads cut anywhere, fragmented messages, control frames in
@@ -210,9 +206,14 @@ for (const direct of [false, true]) {
         await new Promise<void>((resolve, reject) =>
           socket.send(0, big, (e) => (e ? reject(e) : resolve())),
         );
+        // v5 ends stdin with a message on channel 255 naming channel 0 (echoed on 1 here).
+        assert.equal(socket.canEndStdin, true);
+        await new Promise<void>((resolve, reject) =>
+          socket.endStdin((e) => (e ? reject(e) : resolve())),
+        );
         socket.ping();
-        while (got.length < 2 || pongs < 1) await new Promise((r) => setTimeout(r, 10));
-        assert.deepEqual(got, ['1:70000:aaaaaaaa', '2:6:pinged']);
+        while (got.length < 3 || pongs < 1) await new Promise((r) => setTimeout(r, 10));
+        assert.deepEqual(got, ['1:70000:aaaaaaaa', '1:1:\x00', '2:6:pinged']);
         const closed = once(socket, 'close');
         socket.close();
         await closed;
