@@ -35,7 +35,8 @@ async function main(): Promise<void> {
   );
   const result = await session.result;
   session.close();
-  console.log(JSON.stringify({ bytes, protocol: session.protocol, exitCode: result.exitCode }));
+  const protocol = `${session.transport === 'spdy' ? 'SPDY' : 'WebSocket'} ${session.protocol}`;
+  console.log(JSON.stringify({ bytes, protocol, exitCode: result.exitCode }));
   process.exit(0);
 }
 
