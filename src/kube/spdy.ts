@@ -1,9 +1,8 @@
-import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import {
-  CLOSED,
   CLOSING,
   type ExecChannels,
+  ExecConnection,
   OPEN,
   STATUS,
   STDERR,
@@ -180,17 +179,13 @@ const STREAM_TYPES: [channel: number, type: string][] = [
 ];
 
 /** An exec's channels over an upgraded SPDY/3.1 connection, one stream each. */
-export class SpdyChannels extends EventEmitter implements ExecChannels {
+export class SpdyChannels extends ExecConnection implements ExecChannels {
   readonly transport = 'spdy' as const;
   readonly protocol: string;
   readonly canEndStdin = true;
-  readyState = OPEN;
-  readonly #socket: Duplex;
-  readonly #source: (push: (bytes: Buffer) => void) => void;
   /** Stream id by channel, and channel by stream id. */
   readonly #streams = new Map<number, number>();
   readonly #channels = new Map<number, number>();
-  #paused = false;
   #pingId = 1;
 
   constructor(
@@ -199,9 +194,7 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
     source: (push: (bytes: Buffer) => void) => void,
     stdin: boolean,
   ) {
-    super();
-    this.#socket = socket;
-    this.#source = source;
+    super(socket, source);
     this.protocol = protocol;
     let id = 1;
     for (const [channel] of STREAM_TYPES) {
@@ -214,7 +207,6 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
 
   /** Opens the streams (all at once: none waits for the server's reply) and starts reading. */
   start(): void {
-    const socket = this.#socket;
     let first = true;
     for (const [channel, type] of STREAM_TYPES) {
       const id = this.#streams.get(channel);
@@ -223,7 +215,7 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
       first = false;
       const head = Buffer.alloc(10);
       head.writeUInt32BE(id, 0);
-      socket.write(controlFrame(SYN_STREAM, 0, Buffer.concat([head, block])));
+      this.socket.write(controlFrame(SYN_STREAM, 0, Buffer.concat([head, block])));
     }
     const ended = new Set<number>();
     const reader = new SpdyFrameReader({
@@ -250,35 +242,9 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
         }
         // SYN_REPLY, SETTINGS, WINDOW_UPDATE, GOAWAY (the close follows): nothing to do.
       },
-      error: (error) => {
-        this.emit('error', error);
-        this.terminate();
-      },
+      error: (error) => this.fail(error),
     });
-    socket.on('error', (error) => {
-      this.emit('error', error);
-      this.terminate();
-    });
-    socket.on('end', () => socket.end());
-    socket.on('close', () => {
-      this.readyState = CLOSED;
-      this.emit('close');
-    });
-    this.#source((chunk) => reader.push(chunk));
-  }
-
-  get isPaused(): boolean {
-    return this.#paused;
-  }
-
-  pause(): void {
-    this.#paused = true;
-    this.#socket.pause();
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#socket.resume();
+    this.read((chunk) => reader.push(chunk));
   }
 
   send(channel: number, data: Uint8Array, callback: (error?: Error | null) => void): void {
@@ -287,7 +253,7 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
       callback(new Error(`the exec's channel ${channel} is not open`));
       return;
     }
-    const socket = this.#socket;
+    const socket = this.socket;
     socket.cork();
     for (let at = 0; at < data.length; at += MAX_DATA) {
       const part = data.subarray(at, at + MAX_DATA);
@@ -304,7 +270,7 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
       callback(new Error('the exec has no open stdin'));
       return;
     }
-    this.#socket.write(dataHeader(stream, FLAG_FIN, 0), callback);
+    this.socket.write(dataHeader(stream, FLAG_FIN, 0), callback);
   }
 
   ping(): void {
@@ -317,18 +283,11 @@ export class SpdyChannels extends EventEmitter implements ExecChannels {
     if (this.readyState !== OPEN) return;
     this.#write(controlFrame(GOAWAY, 0, Buffer.alloc(8)));
     this.readyState = CLOSING;
-    this.#socket.end();
-  }
-
-  terminate(): void {
-    this.readyState = CLOSING;
-    this.#socket.destroy();
+    this.socket.end();
   }
 
   #write(frame: Buffer): void {
-    if (this.readyState === OPEN && !this.#socket.destroyed && this.#socket.writable) {
-      this.#socket.write(frame);
-    }
+    if (this.writable) this.socket.write(frame);
   }
 }
 

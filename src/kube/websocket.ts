@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
-import { CLOSED, CLOSING, type ExecChannels, OPEN, STDIN } from './exec-channels.ts';
+import { CLOSING, type ExecChannels, ExecConnection, OPEN, STDIN } from './exec-channels.ts';
 import { openUpgrade, type UpgradeOptions } from './upgrade.ts';
 
 // A WebSocket client for the Kubernetes channel protocols (v4/v5.channel.k8s.io),
@@ -198,71 +197,36 @@ export function clientFrame(opcode: number, payload: Uint8Array, channel?: numbe
 }
 
 /** An exec's channels over an open WebSocket. */
-export class ChannelSocket extends EventEmitter implements ExecChannels {
-  readonly protocol: string;
-  readyState = OPEN;
+export class ChannelSocket extends ExecConnection implements ExecChannels {
   readonly transport = 'websocket' as const;
-  readonly #socket: Duplex;
-  readonly #source: (push: (bytes: Buffer) => void) => void;
-  #paused = false;
+  readonly protocol: string;
 
-  /** `source` hands on the connection's bytes after the upgrade's answer (upgrade.ts). */
   constructor(socket: Duplex, protocol: string, source: (push: (bytes: Buffer) => void) => void) {
-    super();
-    this.#socket = socket;
-    this.#source = source;
+    super(socket, source);
     this.protocol = protocol;
   }
 
   /** Starts reading; call once the listeners are on, so that no frame is missed. */
   start(): void {
-    const socket = this.#socket;
     const reader = new FrameReader({
       data: (channel, bytes, last) => this.emit('data', channel, bytes, last),
       ping: (payload) => this.#write(OP_PONG, payload),
       pong: () => this.emit('pong'),
       close: (code) => {
         // Answer the server's close, then the server ends the connection.
-        if (this.readyState === OPEN)
-          this.#write(OP_CLOSE, closePayload(code === 1005 ? 1000 : code));
+        this.#write(OP_CLOSE, closePayload(code === 1005 ? 1000 : code));
         this.readyState = CLOSING;
-        socket.end();
+        this.socket.end();
       },
-      error: (error) => {
-        this.emit('error', error);
-        this.terminate();
-      },
+      error: (error) => this.fail(error),
     });
-    socket.on('error', (error) => {
-      this.emit('error', error);
-      this.terminate();
-    });
-    socket.on('end', () => socket.end());
-    socket.on('close', () => {
-      this.readyState = CLOSED;
-      this.emit('close');
-    });
-    this.#source((chunk) => reader.push(chunk));
-  }
-
-  get isPaused(): boolean {
-    return this.#paused;
-  }
-
-  pause(): void {
-    this.#paused = true;
-    this.#socket.pause();
-  }
-
-  resume(): void {
-    this.#paused = false;
-    this.#socket.resume();
+    this.read((chunk) => reader.push(chunk));
   }
 
   /** Sends `data` on `channel` as one message; the callback runs once the socket took it. */
   send(channel: number, data: Uint8Array, callback: (error?: Error | null) => void): void {
     if (this.readyState === OPEN) {
-      this.#socket.write(clientFrame(OP_BINARY, data, channel), callback);
+      this.socket.write(clientFrame(OP_BINARY, data, channel), callback);
     } else callback(new Error('the WebSocket is not open'));
   }
 
@@ -277,25 +241,17 @@ export class ChannelSocket extends EventEmitter implements ExecChannels {
   }
 
   ping(): void {
-    if (this.readyState === OPEN) this.#write(OP_PING, EMPTY);
+    this.#write(OP_PING, EMPTY);
   }
 
   /** Starts the closing handshake; the server then ends the connection. */
   close(code = 1000): void {
-    if (this.readyState !== OPEN) return;
-    this.readyState = CLOSING;
     this.#write(OP_CLOSE, closePayload(code));
-  }
-
-  terminate(): void {
-    this.readyState = CLOSING;
-    this.#socket.destroy();
+    if (this.readyState === OPEN) this.readyState = CLOSING;
   }
 
   #write(opcode: number, payload: Buffer): void {
-    if (!this.#socket.destroyed && this.#socket.writable) {
-      this.#socket.write(clientFrame(opcode, payload));
-    }
+    if (this.writable) this.socket.write(clientFrame(opcode, payload));
   }
 }
 
