@@ -111,16 +111,17 @@ export function refusalBody(
 }
 
 /**
- * A socket to `url` (TLS for https: and wss:) that writes `head` once
- * connected, reads into one static buffer and hands each read, as a view of
- * it, to `reader.deliver`.
+ * A socket to `url` (TLS for https: and wss:) that writes the request head
+ * once connected, reads into one static buffer and hands each read, as a view
+ * of it, to `reader.deliver`.
  */
 function connectReading(
   url: URL,
-  tlsOptions: RawUpgradeOptions['tls'],
-  head: string,
+  options: RawUpgradeOptions,
   reader: { deliver: (bytes: Buffer) => void },
 ): net.Socket {
+  const head = requestHead(url, options.headers, options.method);
+  const tlsOptions = options.tls;
   const secure = url.protocol === 'https:' || url.protocol === 'wss:';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(url.port) || (secure ? 443 : 80);
@@ -156,12 +157,7 @@ export function rawUpgrade(
   refused: (answer: RefusedAnswer) => Error,
 ): Promise<Upgraded> {
   const reader = { deliver: (_bytes: Buffer) => {} };
-  const socket = connectReading(
-    url,
-    options.tls,
-    requestHead(url, options.headers, options.method),
-    reader,
-  );
+  const socket = connectReading(url, options, reader);
   return new Promise((resolve, reject) => {
     let settled = false;
     const settle = (error: Error | undefined, value?: Upgraded) => {

@@ -31,7 +31,7 @@ const MAX_DATA = 0xffffff;
 // Control frames carry headers and ids: anything larger is not a server of exec.
 const MAX_CONTROL = 1024 * 1024;
 const EMPTY = Buffer.alloc(0);
-export const STREAM_PROTOCOL = 'v4.channel.k8s.io';
+const STREAM_PROTOCOL = 'v4.channel.k8s.io';
 
 export interface SpdyHandlers {
   /** Payload bytes of a data frame on `stream`; `fin` ends the stream. */
