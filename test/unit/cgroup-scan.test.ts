@@ -302,7 +302,8 @@ describe('netns guard', () => {
           const pid = pod.pid as number;
           // unshare execs sleep once the namespace is made.
           let netns = '';
-          for (let i = 0; i < 100 && (!netns || netns === readlinkSync('/proc/self/ns/net')); i++) {
+          // Up to 10 s: a machine busy starting a cluster is slow.
+          for (let i = 0; i < 500 && (!netns || netns === readlinkSync('/proc/self/ns/net')); i++) {
             await new Promise((r) => setTimeout(r, 20));
             netns = readlinkSync(`/proc/${pid}/ns/net`);
           }

@@ -443,13 +443,13 @@ test('an exec socket that stops answering pings ends the session', async () => {
       namespace: 'demo',
       pod: 'web',
       command: ['sleep'],
-      pingMs: 50,
-      silenceMs: 300,
+      pingMs: 100,
+      silenceMs: 1000,
     };
     const alive = await openExec(kc, options);
     const ended = await Promise.race([
       alive.result.then(() => 'ended'),
-      new Promise((r) => setTimeout(() => r('alive'), 1000)),
+      new Promise((r) => setTimeout(() => r('alive'), 2500)),
     ]);
     assert.equal(ended, 'alive', 'answered pings keep the session');
     alive.close();

@@ -64,6 +64,16 @@ chmodSync(FAKE_TCPDUMP, 0o755);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Whether `check` holds within `ms`: generous, as a machine busy starting a cluster is slow. */
+async function eventually(check: () => boolean, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() >= end) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
 function alive(pid: number): boolean {
   try {
     const stat = spawnSync('cat', [`/proc/${pid}/stat`]).stdout.toString();
@@ -97,7 +107,7 @@ async function wrapped(shell: string[], heartbeat: string) {
   let stderr = '';
   child.stderr?.on('data', (c) => (stderr += c));
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  for (let i = 0; i < 50 && !/kubedump-pid (\d+)/.test(stderr); i++) await sleep(20);
+  await eventually(() => /kubedump-pid (\d+)/.test(stderr));
   const pid = Number(/kubedump-pid (\d+)/.exec(stderr)?.[1]);
   assert.ok(pid > 0, `no PID reported: ${stderr}`);
   return { child, pid, exited };
@@ -119,8 +129,10 @@ for (const [name, shell] of SHELLS) {
       assert.ok(alive(w.pid), 'runs while kept alive');
       w.child.stdin?.write(STOP_LINE);
       assert.ok(await gone(w.child, w.exited, 3000), 'tcpdump still runs after the stop line');
-      await sleep(300);
-      assert.deepEqual(processesNaming(`hb-stop-${name}`), [], 'a watchdog process is left');
+      assert.ok(
+        await eventually(() => processesNaming(`hb-stop-${name}`).length === 0),
+        'a watchdog process is left',
+      );
     });
 
     test('the end of stdin (the connection closed) stops tcpdump and removes the upload', async () => {
@@ -133,8 +145,10 @@ for (const [name, shell] of SHELLS) {
         assert.ok(existsSync(`${privateDir}/heartbeat-1`));
         w.child.stdin?.end();
         assert.ok(await gone(w.child, w.exited, 3000), 'tcpdump still runs after stdin ended');
-        for (let i = 0; i < 20 && existsSync(privateDir); i++) await sleep(100);
-        assert.ok(!existsSync(privateDir), 'the private upload directory is left');
+        assert.ok(
+          await eventually(() => !existsSync(privateDir)),
+          'the private upload directory is left',
+        );
       } finally {
         rmSync(privateDir, { recursive: true, force: true });
       }
@@ -277,8 +291,7 @@ for (const [name, shell] of SHELLS) {
         assert.equal(kill(foreign.pid as number).status, 0);
         assert.ok(alive(foreign.pid as number), 'a foreign process was killed');
         assert.equal(kill(ours.pid as number).status, 0);
-        await sleep(100);
-        assert.ok(!alive(ours.pid as number), 'our tcpdump lives on');
+        assert.ok(await eventually(() => !alive(ours.pid as number)), 'our tcpdump lives on');
         assert.equal(kill(ours.pid as number).status, 0, 'a PID that is gone is no error');
       } finally {
         ours.kill('SIGKILL');
@@ -397,7 +410,7 @@ for (const [name, shell] of SHELLS) {
       child.stderr?.on('data', (c) => (stderr += c));
       child.stdout?.on('data', (c) => (stdout += c));
       const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-      for (let i = 0; i < 100 && !stderr.includes('\n'); i++) await sleep(20);
+      await eventually(() => stderr.includes('\n'));
       const probe = parseProbeLine(stderr.split('\n')[0] ?? '');
       assert.ok(probe, `no probe line: ${stderr}`);
       return { child, probe, exited, out: () => stdout, err: () => stderr };
@@ -415,7 +428,7 @@ for (const [name, shell] of SHELLS) {
           const payload = run.probe.hasTar ? await tarOf(name, fake) : fake;
           run.child.stdin?.write(putAnswer(payload.length, name));
           run.child.stdin?.write(payload);
-          for (let i = 0; i < 100 && !run.out().includes('ran'); i++) await sleep(20);
+          await eventually(() => run.out().includes('ran'));
           assert.equal(run.out(), `ran -i any\n`);
           assert.match(run.err(), /kubedump-pid \d+/);
           assert.ok(existsSync(`${dir}/heartbeat-1`), 'the watchdog counts into the heartbeat');
@@ -424,8 +437,10 @@ for (const [name, shell] of SHELLS) {
             await gone(run.child, run.exited.then(), 3000),
             'still runs after the stop line',
           );
-          for (let i = 0; i < 20 && existsSync(dir); i++) await sleep(50);
-          assert.ok(!existsSync(dir), 'the private directory is left after tcpdump ended');
+          assert.ok(
+            await eventually(() => !existsSync(dir)),
+            'the private directory is left after tcpdump ended',
+          );
         } finally {
           rmSync(dir, { recursive: true, force: true });
         }
