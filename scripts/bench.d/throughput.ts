@@ -25,18 +25,25 @@ import {
 const HARNESS = join(ROOT, 'scripts', 'bench.d', 'exec-copy.ts');
 const BUNDLE = join(ROOT, 'build', 'bench', 'exec-copy.cjs');
 
+/** The cluster's processes by part (API server, kubelet, ...): the PIDs of each. */
+export type ServerParts = Record<string, readonly number[]>;
+
+function serverCpuSeconds(server: ServerParts): Record<string, number> {
+  return Object.fromEntries(Object.entries(server).map(([part, pids]) => [part, cpuSeconds(pids)]));
+}
+
 /**
  * Runs `argv` with its stdout into `file` (what `> file` does), through bash,
  * whose `times` gives the CPU seconds (user + system) the command used, and
- * counts the CPU seconds the `server` processes spent meanwhile.
+ * counts the CPU seconds each part of the `server` spent meanwhile.
  */
 function runToFile(
   argv: string[],
   file: string,
-  server: readonly number[],
+  server: ServerParts,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<{ ms: number; cpu: number; serverCpu: number }> {
-  const serverBefore = cpuSeconds(server);
+): Promise<{ ms: number; cpu: number; serverCpu: Record<string, number> }> {
+  const serverBefore = serverCpuSeconds(server);
   const script = 'f=$1; shift; "$@" >"$f"; s=$?; times >&2; exit $s';
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -52,23 +59,35 @@ function runToFile(
       const m = /(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/.exec(stderr);
       if (code !== 0 || !m) return reject(new Error(`${argv[0]} exited ${code}: ${stderr}`));
       const [mu, su, ms2, ss] = m.slice(1).map(Number) as [number, number, number, number];
-      const serverCpu = cpuSeconds(server) - serverBefore;
+      const serverAfter = serverCpuSeconds(server);
+      const serverCpu = Object.fromEntries(
+        Object.entries(serverAfter).map(([part, s]) => [part, s - (serverBefore[part] ?? 0)]),
+      );
       resolve({ ms, cpu: mu * 60 + su + ms2 * 60 + ss, serverCpu });
     });
   });
 }
 
+/** A run's server CPU seconds as named samples: each part and their total. */
+function byPart(prefix: string, cpu: Record<string, number>): Record<string, number> {
+  const total = Object.values(cpu).reduce((a, b) => a + b, 0);
+  return {
+    [`${prefix}:total`]: total,
+    ...Object.fromEntries(Object.entries(cpu).map(([p, s]) => [`${prefix}:${p}`, s])),
+  };
+}
+
 /**
- * `server` lists the processes that serve the cluster on this machine (API
- * server, kubelet, runtime; the emulator): their CPU seconds are counted per
- * contender's run.
+ * `server` names the processes that serve the cluster on this machine (API
+ * server, kubelet, runtime, shims; the emulator): their CPU seconds are
+ * counted per contender's run, part by part, as each relays every byte.
  */
 export async function benchThroughput(
   label: string,
   kubeconfig: string,
   runs: number,
   mib: number,
-  server: readonly number[],
+  server: ServerParts,
 ): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kubedump-bench-tp-'));
   const bytes = mib * 1024 * 1024;
@@ -92,20 +111,27 @@ export async function benchThroughput(
         throw new Error(`kubedump exec delivered ${out.bytes} bytes, expected ${bytes}`);
       }
       protocol = out.protocol;
-      return { kd: r.ms, kdCpu: r.cpu, kdServer: r.serverCpu };
+      return { kd: r.ms, kdCpu: r.cpu, ...byPart('kdServer', r.serverCpu) };
     },
     k: async () => {
       const argv = [KUBECTL, '--kubeconfig', kubeconfig, 'exec', '-n', 'demo', 'web', '--'];
       const r = await runToFile([...argv, ...command], file, server);
       if (statSync(file).size !== bytes) throw new Error('kubectl exec delivered a short file');
-      return { k: r.ms, kCpu: r.cpu, kServer: r.serverCpu };
+      return { k: r.ms, kCpu: r.cpu, ...byPart('kServer', r.serverCpu) };
     },
   });
   rmSync(dir, { recursive: true, force: true });
   const [kd, k] = [bytes / (median(t.kd ?? []) / 1000), bytes / (median(t.k ?? []) / 1000)];
   const perGiB = (cpu: number[] | undefined) => (median(cpu ?? []) / (mib / 1024)).toFixed(1);
-  const kdCpu = `${perGiB(t.kdCpu)} CPU s/GiB (server ${perGiB(t.kdServer)})`;
-  const kCpu = `${perGiB(t.kCpu)} CPU s/GiB (server ${perGiB(t.kServer)})`;
+  // The server's parts only where there is more than one.
+  const serverCpu = (prefix: string) => {
+    const parts = Object.keys(server);
+    const whole = perGiB(t[`${prefix}:total`]);
+    if (parts.length < 2) return `server ${whole}`;
+    return `server ${whole}: ${parts.map((p) => `${p} ${perGiB(t[`${prefix}:${p}`])}`).join(', ')}`;
+  };
+  const kdCpu = `${perGiB(t.kdCpu)} CPU s/GiB (${serverCpu('kdServer')})`;
+  const kCpu = `${perGiB(t.kCpu)} CPU s/GiB (${serverCpu('kServer')})`;
   log(
     `throughput ${label}: kubedump ${mbps(kd)} ${kdCpu} (${protocol}) kubectl ${mbps(k)} ${kCpu}`,
   );
