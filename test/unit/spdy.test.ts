@@ -178,7 +178,8 @@ function serveSpdy(req: IncomingMessage, socket: Duplex, seen: Seen[]) {
         if (frame.readUInt32BE(8) % 2 === 0) me.pongs++;
         else {
           me.pings++;
-          socket.write(frame);
+          // The client pings on its own clock, also after the server said goodbye.
+          if (!socket.writableEnded) socket.write(frame);
         }
       } else if (type === 0) {
         me.stdin += frame.subarray(8).toString();
