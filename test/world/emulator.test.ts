@@ -257,7 +257,9 @@ describe('default world against the real kubectl', () => {
       .getPod('demo', 'client')
       ?.status.containerStatuses?.[0]?.containerID?.split('://')[1];
     const ip = emu.api.getPod('demo', 'client')?.status.podIP;
-    const script = `P=$(grep -l ${id} /proc/[0-9]*/cgroup | head -1 | cut -d/ -f3); nsenter -t $P -n ip -4 -o addr show eth0`;
+    // Every process of the container is a candidate: one started by an exec
+    // may end between the scan and nsenter.
+    const script = `for f in $(grep -l ${id} /proc/[0-9]*/cgroup); do P=$(echo $f | cut -d/ -f3); nsenter -t $P -n ip -4 -o addr show eth0 2>/dev/null && exit 0; done; echo "no process of ${id} to enter" >&2; exit 1`;
     const r = await kubectl(emu, ['exec', name, '--', 'sh', '-c', script]);
     assert.equal(r.code, 0, r.stderr);
     assert.ok(r.stdout.includes(`inet ${ip}/`), r.stdout);
