@@ -3,8 +3,10 @@
 // through) and writes its stdout to a local file through the output
 // `kubedump capture -w FILE` writes through (src/output.ts), with backpressure. It is
 // bundled as the executable is (scripts/sea/bundle.mjs) and timed as a whole
-// process, start-up included, as kubectl is.
-// Usage: node exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE -- COMMAND...
+// process, start-up included, as kubectl is. With `-` for OUTFILE the bytes
+// are counted and dropped: the rate of the path without the output, what no
+// client that writes them can beat.
+// Usage: node exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE|- -- COMMAND...
 // Prints one JSON line: {bytes, protocol, exitCode}.
 import { loadKubeConfig } from '../../src/kube/config.ts';
 import { openExec } from '../../src/kube/exec.ts';
@@ -13,7 +15,7 @@ import { openOutput } from '../../src/output.ts';
 async function main(): Promise<void> {
   const [kubeconfig, namespace, pod, outfile, dashes, ...command] = process.argv.slice(2);
   if (!kubeconfig || !namespace || !pod || !outfile || dashes !== '--' || command.length === 0) {
-    console.error('usage: exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE -- COMMAND...');
+    console.error('usage: exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE|- -- COMMAND...');
     process.exit(2);
   }
   const kc = loadKubeConfig({ kubeconfig });
@@ -21,18 +23,19 @@ async function main(): Promise<void> {
   let bytes = 0;
   // As a capture hands its records on: views of the socket's read buffer,
   // copied once into the output's own blocks.
-  const output = openOutput(outfile, 0o644);
+  const output = outfile === '-' ? undefined : openOutput(outfile, 0o644);
   session.pipeTo({
     take: (view) => {
       bytes += view.length;
-      return output.take(view);
+      return output ? output.take(view) : true;
     },
-    onDrain: (listener) => output.onDrain(listener),
+    onDrain: (listener) => output?.onDrain(listener),
   });
   await session.result;
-  await new Promise<void>((resolve, reject) =>
-    output.end((error?: Error | null) => (error ? reject(error) : resolve())),
-  );
+  await new Promise<void>((resolve, reject) => {
+    if (!output) return resolve();
+    output.end((error?: Error | null) => (error ? reject(error) : resolve()));
+  });
   const result = await session.result;
   session.close();
   const protocol = `${session.transport === 'spdy' ? 'SPDY' : 'WebSocket'} ${session.protocol}`;

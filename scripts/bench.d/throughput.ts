@@ -100,17 +100,22 @@ export async function benchThroughput(
   // one from its first (warm-up) run.
   const compileCache = { ...process.env, NODE_COMPILE_CACHE: join(dir, 'compile-cache') };
   let protocol = '';
+  /** kubedump's exec into `outfile`, or with its bytes dropped (`-`). */
+  const kubedump = async (outfile: string) => {
+    // The whole process is timed, start-up included, as kubectl's is. The
+    // V8 flag is the one the executable runs with (scripts/build EXEC_ARGV).
+    const argv = [NODE, '--max-semi-space-size=1', BUNDLE, kubeconfig, 'demo', 'web', outfile];
+    const r = await runToFile([...argv, '--', ...command], report, server, compileCache);
+    const out = JSON.parse(readFileSync(report, 'utf8')) as { bytes: number; protocol: string };
+    if (out.bytes !== bytes || (outfile !== '-' && statSync(outfile).size !== bytes)) {
+      throw new Error(`kubedump exec delivered ${out.bytes} bytes, expected ${bytes}`);
+    }
+    protocol = out.protocol;
+    return r;
+  };
   const t = await interleaved(runs, {
     kd: async () => {
-      // The whole process is timed, start-up included, as kubectl's is. The
-      // V8 flag is the one the executable runs with (scripts/build EXEC_ARGV).
-      const argv = [NODE, '--max-semi-space-size=1', BUNDLE, kubeconfig, 'demo', 'web', file];
-      const r = await runToFile([...argv, '--', ...command], report, server, compileCache);
-      const out = JSON.parse(readFileSync(report, 'utf8')) as { bytes: number; protocol: string };
-      if (out.bytes !== bytes || statSync(file).size !== bytes) {
-        throw new Error(`kubedump exec delivered ${out.bytes} bytes, expected ${bytes}`);
-      }
-      protocol = out.protocol;
+      const r = await kubedump(file);
       return { kd: r.ms, kdCpu: r.cpu, ...byPart('kdServer', r.serverCpu) };
     },
     k: async () => {
@@ -119,9 +124,13 @@ export async function benchThroughput(
       if (statSync(file).size !== bytes) throw new Error('kubectl exec delivered a short file');
       return { k: r.ms, kCpu: r.cpu, ...byPart('kServer', r.serverCpu) };
     },
+    // The path without the output: the same exec with its bytes dropped, the
+    // most this client could reach if writing the file cost nothing.
+    path: async () => ({ path: (await kubedump('-')).ms }),
   });
   rmSync(dir, { recursive: true, force: true });
-  const [kd, k] = [bytes / (median(t.kd ?? []) / 1000), bytes / (median(t.k ?? []) / 1000)];
+  const rate = (ms: number[] | undefined) => bytes / (median(ms ?? []) / 1000);
+  const [kd, k, path] = [rate(t.kd), rate(t.k), rate(t.path)];
   const perGiB = (cpu: number[] | undefined) => (median(cpu ?? []) / (mib / 1024)).toFixed(1);
   // The server's parts only where there is more than one.
   const serverCpu = (prefix: string) => {
@@ -130,7 +139,7 @@ export async function benchThroughput(
     if (parts.length < 2) return `server ${whole}`;
     return `server ${whole}: ${parts.map((p) => `${p} ${perGiB(t[`${prefix}:${p}`])}`).join(', ')}`;
   };
-  const kdCpu = `${perGiB(t.kdCpu)} CPU s/GiB (${serverCpu('kdServer')})`;
+  const kdCpu = `${perGiB(t.kdCpu)} CPU s/GiB (${serverCpu('kdServer')}); nothing written: ${mbps(path)}, ${ratio(path, k)} kubectl`;
   const kCpu = `${perGiB(t.kCpu)} CPU s/GiB (${serverCpu('kServer')})`;
   log(
     `throughput ${label}: kubedump ${mbps(kd)} ${kdCpu} (${protocol}) kubectl ${mbps(k)} ${kCpu}`,
