@@ -4,8 +4,8 @@
 // `kubedump capture -w FILE` writes through (src/output.ts), with backpressure. It is
 // bundled as the executable is (scripts/sea/bundle.mjs) and timed as a whole
 // process, start-up included, as kubectl is. With `-` for OUTFILE the bytes
-// are counted and dropped: the rate of the path without the output, what no
-// client that writes them can beat.
+// are counted and dropped: the rate of the path without the output, the
+// most this client could reach if writing the file cost nothing.
 // Usage: node exec-copy.cjs KUBECONFIG NAMESPACE POD OUTFILE|- -- COMMAND...
 // Prints one JSON line: {bytes, protocol, exitCode}.
 import { loadKubeConfig } from '../../src/kube/config.ts';
@@ -32,10 +32,11 @@ async function main(): Promise<void> {
     onDrain: (listener) => output?.onDrain(listener),
   });
   await session.result;
-  await new Promise<void>((resolve, reject) => {
-    if (!output) return resolve();
-    output.end((error?: Error | null) => (error ? reject(error) : resolve()));
-  });
+  if (output) {
+    await new Promise<void>((resolve, reject) =>
+      output.end((error?: Error | null) => (error ? reject(error) : resolve())),
+    );
+  }
   const result = await session.result;
   session.close();
   const protocol = `${session.transport === 'spdy' ? 'SPDY' : 'WebSocket'} ${session.protocol}`;
