@@ -59,8 +59,9 @@ const server = createServer((req, res) => {
   });
 });
 
-// The exec: the probe finds the kept copy; on "run", the PID line, a pcap
-// header and one ICMP record; on the stop line, success.
+// The exec: the probe finds the kept copy in a container that can capture
+// (root, CAP_NET_RAW), so it runs at once, as the script would: the PID line,
+// a pcap header and one ICMP record; on the stop line, success.
 const wss = new WebSocketServer({
   noServer: true,
   handleProtocols: (offered) => (offered.has('v5.channel.k8s.io') ? 'v5.channel.k8s.io' : false),
@@ -84,12 +85,11 @@ function pcap() {
 server.on('upgrade', (req, socket, head) => {
   wss.handleUpgrade(req, socket, head, (ws) => {
     ws.send(frame(2, 'kubedump-probe present /tmp/.kubedump-keep-0 x86_64 yes 0 a80425fb\n'));
+    ws.send(frame(2, 'kubedump-pid 7\n'));
+    ws.send(frame(1, pcap()));
     ws.on('message', (data) => {
       const text = Buffer.from(data).subarray(1).toString();
-      if (text.startsWith('run ')) {
-        ws.send(frame(2, 'kubedump-pid 7\n'));
-        ws.send(frame(1, pcap()));
-      } else if (text.includes('stop')) {
+      if (text.includes('stop')) {
         ws.send(frame(3, JSON.stringify({ kind: 'Status', status: 'Success' })));
         ws.close(1000);
       }

@@ -7,6 +7,7 @@ import {
   putAnswer,
   QUIT_ANSWER,
   runAnswer,
+  runsKeptAtOnce,
   STOP_LINE,
 } from './remote-scripts.ts';
 import { RemoteTcpdump, wrapperStderr } from './remote-tcpdump.ts';
@@ -88,7 +89,10 @@ export function beginInstallAndRun(
     if (answer === 'handed over') return;
     const session = await opening.catch(() => undefined);
     if (!session) return;
-    if (answer === 'none') await session.write(Buffer.from(QUIT_ANSWER)).catch(() => {});
+    // "quit" ends one still waiting; "stop" a kept copy that ran at once.
+    if (answer === 'none') {
+      await session.write(Buffer.from(QUIT_ANSWER + STOP_LINE)).catch(() => {});
+    }
     session.close();
   });
 
@@ -98,7 +102,7 @@ export function beginInstallAndRun(
     const { binary } = needed;
     const uploadStarted = Date.now();
     answer = 'sent';
-    if (options.runKeptAtOnce && probe.state === 'present') {
+    if (options.runKeptAtOnce && runsKeptAtOnce(probe)) {
       if (!needed.present) {
         // The kept copy is for the container's own architecture, not the
         // node's: stop it, and start again with the node's.

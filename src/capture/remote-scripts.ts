@@ -299,7 +299,8 @@ export const ANSWER_WAIT_S = 60;
 // in one exec: a capture's start costs one exec instead of three. After the
 // probe's arguments and directories: $1 the heartbeat's name in the private
 // directory, $2 "yes" to run a kept copy the probe finds without waiting for
-// the answer, then the command, in which ${BINARY_TOKEN} stands for tcpdump. The
+// the answer when the container can capture (as runsKeptAtOnce says), then
+// the command, in which ${BINARY_TOKEN} stands for tcpdump. The
 // probe's answer goes to stderr (stdout is the pcap stream). The answer is
 // one line: "run NAME" (the kept copy the probe found), "put SIZE NAME" and
 // the payload (a tar archive when the probe found tar, else the file), or
@@ -312,7 +313,12 @@ echo "${PROBE_MARKER} $state $p $arch $tar $u $c" >&2
 hb=$1; now=$2; shift 2
 exec 3<&0
 go=; n=; b=
-if [ "$now" = yes ] && [ "$state" = present ]; then go=run; b=$name
+able=yes
+case $c in
+  -) case $u in -|0) ;; *) able=no ;; esac ;;
+  *) x=\${c%???}; case \${x#"\${x%?}"} in [2367abefABEF]) ;; *) able=no ;; esac ;;
+esac
+if [ "$now" = yes ] && [ "$state" = present ] && [ "$able" = yes ]; then go=run; b=$name
 else
   ( i=0; while [ $i -lt ${ANSWER_WAIT_S} ]; do sleep 1; i=$((i+1)); done
     case $p in */.kubedump-????????????????) rm -rf "$p" ;; esac
@@ -344,7 +350,8 @@ ${PID_WRAPPER}`;
  * The one exec that probes, takes an upload if asked, and runs `argv` (in
  * which BINARY_TOKEN stands for tcpdump) under the watchdog, with the
  * heartbeat `heartbeat` in the private directory. With `runKeptAtOnce`, a
- * kept copy the probe finds runs at once: no answer is awaited.
+ * kept copy the probe finds runs at once when the container can capture
+ * (runsKeptAtOnce): no answer is awaited.
  */
 export function installAndRunArgv(
   tag: string,
@@ -355,6 +362,16 @@ export function installAndRunArgv(
 ): string[] {
   const now = options.runKeptAtOnce ? 'yes' : 'no';
   return ['sh', '-c', INSTALL_AND_RUN, 'sh', ...probeArgs(tag, keep), heartbeat, now, ...argv];
+}
+
+/**
+ * Whether a one-exec start asked to run a kept copy at once did so, without
+ * waiting for an answer: the copy is there and the container is not known to
+ * lack what capturing needs. The script tests what canCapturePackets does:
+ * bit 13 (CAP_NET_RAW) of the effective set, or user 0 when it is unreadable.
+ */
+export function runsKeptAtOnce(probe: ProbeResult): boolean {
+  return probe.state === 'present' && canCapturePackets(lookOfProbe(probe)) !== false;
 }
 
 /** The probe's answer in the one-exec start: its stderr line, or undefined. */

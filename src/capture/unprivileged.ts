@@ -15,8 +15,9 @@ function begin(ctx: ModeContext): Begun {
     keep: request.keepBinary,
     argv: tcpdumpArgv({ binary: BINARY_TOKEN, iface, filter, snaplen }),
     heartbeat: `heartbeat-${process.pid}`,
-    // Auto may yet pick another mode; a capture asked for here starts at once.
-    runKeptAtOnce: request.mode === 'unprivileged',
+    // Auto picks this mode whenever the container can capture, so a kept
+    // copy runs at once then too; another choice stops it.
+    runKeptAtOnce: true,
   });
   const look = start.probe.then(lookOfProbe);
   look.catch(() => {}); // the preflight may not ask

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { HELPER_SELECTOR } from '../../src/capture/helper-spec.ts';
+import { binaryName } from '../../src/capture/remote-scripts.ts';
+import { tcpdumpBinary, tcpdumpManifest } from '../../src/tcpdump/index.ts';
 import { BUILT, run } from '../support/kubedump.ts';
 import { allRemoteTcpdumps } from '../support/leftovers.ts';
 import { until } from '../support/process.ts';
@@ -135,6 +137,78 @@ describe('auto mode and kubedump doctor (real cluster)', () => {
       );
     });
   }
+
+  test('a kept copy starts at once only where auto would pick it: web runs it, nonroot never', async () => {
+    const capture = async (pod: string, port: number) => {
+      const log = join(dir, `kept-${pod}-${Date.now()}.log`);
+      const out = join(dir, `kept-${pod}.pcap`);
+      const ran = await run(
+        [
+          BUILT,
+          ...['capture', pod, '-n', 'demo', '--mode', 'auto', '--keep-binary'],
+          ...['-f', `tcp port ${port}`, '--max-packets', '4', '--max-seconds', '30'],
+          ...['--log-level', 'debug', '--log-file', log, '-w', out],
+        ],
+        { env: home.env, timeoutMs: 90_000 },
+      );
+      assert.equal(ran.code, 0, ran.stderr);
+      assert.ok((await assertValidCapture(out)) > 0);
+      return readLog(log);
+    };
+    // web: the second capture finds the first one's copy and runs it without an answer.
+    try {
+      await capture('web', 80);
+      const web = await capture('web', 80);
+      assert.equal(web[0]?.message, 'mode: unprivileged for demo/web');
+      assert.ok(web.some((l) => l.message === 'tcpdump already present'));
+    } finally {
+      await world.kubectl([
+        'exec',
+        '-n',
+        'demo',
+        'web',
+        '--',
+        'rm',
+        '-rf',
+        '/tmp/.kubedump-keep-0',
+      ]);
+    }
+    // nonroot (uid 1000, no CAP_NET_RAW): a kept copy in place does not run
+    // there; auto takes privileged, and the only tcpdump is the helper's.
+    const name = binaryName(tcpdumpManifest().binaries.amd64.sha256);
+    const keep = '/tmp/.kubedump-keep-1000';
+    const put = await run(
+      [
+        'kubectl',
+        ...['--kubeconfig', world.kubeconfig, 'exec', '-i', '-n', 'demo', 'nonroot', '--'],
+        ...[
+          'sh',
+          '-c',
+          'mkdir -p -m 700 "$1" && cat >"$1/$2" && chmod 700 "$1/$2"',
+          'sh',
+          keep,
+          name,
+        ],
+      ],
+      { input: tcpdumpBinary('amd64'), timeoutMs: 60_000 },
+    );
+    assert.equal(put.code, 0, put.stderr);
+    try {
+      const nonroot = await capture('nonroot', 8080);
+      assert.match(nonroot[0]?.message ?? '', /^mode: privileged for demo\/nonroot /);
+      const started = nonroot.findIndex((l) => l.message === 'capture started');
+      assert.ok(started > 0, 'no capture started line');
+      assert.deepEqual(
+        nonroot.slice(0, started).filter((l) => l.message === 'remote stderr'),
+        [],
+        'the kept copy ran in a container that cannot capture',
+      );
+      const left = await world.kubectl(['exec', '-n', 'demo', 'nonroot', '--', 'ls', keep]);
+      assert.equal(left.stdout.trim(), name, 'the kept copy stays');
+    } finally {
+      await world.kubectl(['exec', '-n', 'demo', 'nonroot', '--', 'rm', '-rf', keep]);
+    }
+  });
 
   test('the doctor table for people: every check, each mode, what auto takes', async (t) => {
     const ran = await run([BUILT, 'doctor', 'distroless', '-n', 'demo'], {

@@ -19,6 +19,7 @@ import { after, describe, test } from 'node:test';
 import {
   BINARY_TOKEN,
   binaryName,
+  canCapturePackets,
   endHelperArgv,
   extractArgv,
   HELPER_MAIN,
@@ -33,6 +34,7 @@ import {
   putAnswer,
   QUIT_ANSWER,
   runAnswer,
+  runsKeptAtOnce,
   STOP_LINE,
   surveyArgv,
   UPLOAD_STALL_S,
@@ -400,9 +402,16 @@ for (const [name, shell] of SHELLS) {
     const realName = binaryName(real.sha256);
 
     /** Runs the script with `argv`; resolves once the probe's answer is on stderr. */
-    async function begin(tag: string, keep: boolean, argv: string[], runKeptAtOnce = false) {
+    async function begin(
+      tag: string,
+      keep: boolean,
+      argv: string[],
+      runKeptAtOnce = false,
+      prefix: string[] = [],
+    ) {
       const [, ...rest] = installAndRunArgv(tag, keep, 'heartbeat-1', argv, { runKeptAtOnce });
-      const child = spawn(shell[0] as string, [...shell.slice(1), ...rest], {
+      const [command, ...args] = [...prefix, ...shell, ...rest];
+      const child = spawn(command as string, args, {
         stdio: ['pipe', 'pipe', 'pipe'],
       });
       let stderr = '';
@@ -478,6 +487,21 @@ for (const [name, shell] of SHELLS) {
         assert.equal(atOnce.probe.state, 'present');
         assert.equal(await atOnce.exited, 0, atOnce.err());
         assert.match(atOnce.out(), /^kubedump-tcpdump-\w+ version 4\./);
+        assert.equal(runsKeptAtOnce(atOnce.probe), true);
+        // Not in a container that cannot capture (root without CAP_NET_RAW,
+        // as Pod Security's restricted profile leaves it): the answer decides.
+        const unable = await begin(tagOf(), true, [BINARY_TOKEN, '--version'], true, [
+          'setpriv',
+          '--bounding-set=-net_raw',
+          '--inh-caps=-net_raw',
+          '--',
+        ]);
+        assert.equal(unable.probe.state, 'present');
+        assert.equal(canCapturePackets(lookOfProbe(unable.probe)), false, unable.err());
+        assert.equal(runsKeptAtOnce(unable.probe), false);
+        unable.child.stdin?.write(QUIT_ANSWER);
+        assert.equal(await unable.exited, 0, unable.err());
+        assert.equal(unable.out(), '', 'the kept copy ran without an answer');
         // A copy that is not there is still waited for.
         rmSync(`${keep}/${realName}`);
         const absent = await begin(tagOf(), true, [BINARY_TOKEN, '--version'], true);
