@@ -37,9 +37,11 @@ export class StopClock {
 export function orStop<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(new KubedumpError('ABORTED', 'stopped'));
+    // Waited for even after a stop: a promise that fails with nobody waiting
+    // for it ends the process (an upload cut off by the stop fails so).
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     if (signal.aborted) return onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
   });
 }
 
