@@ -81,20 +81,9 @@ export function beginInstallAndRun(
     return usableProbe(target, await Promise.race([probeLine.promise, ended]));
   });
   const probing = keepTrack(ctx, target, tag, options, answered);
-  // Registered after the directory's removal, so it runs first: an exec
-  // still waiting for its answer is told to quit (it removes its directory
-  // itself), one cut off mid-upload is closed.
-  let answer: 'none' | 'sent' | 'handed over' = 'none';
-  ctx.cleanup.defer(async () => {
-    if (answer === 'handed over') return;
-    const session = await opening.catch(() => undefined);
-    if (!session) return;
-    // "quit" ends one still waiting; "stop" a kept copy that ran at once.
-    if (answer === 'none') {
-      await session.write(Buffer.from(QUIT_ANSWER + STOP_LINE)).catch(() => {});
-    }
-    session.close();
-  });
+  // Registered after the directory's removal, so it runs first.
+  let answer: Answer = 'none';
+  ctx.cleanup.defer(() => endUnlessHandedOver(opening, answer));
 
   async function finish(): ReturnType<InstallAndRun['finish']> {
     const { probe, needed } = await neededBinary(ctx, probing);
@@ -129,6 +118,21 @@ export function beginInstallAndRun(
     return { remote, binary, dir: probe.dir };
   }
   return { probe: probing, finish };
+}
+
+type Answer = 'none' | 'sent' | 'handed over';
+
+/**
+ * Ends an exec that was not handed over: one still waiting for its answer is
+ * told to quit (it removes its directory itself), a kept copy that ran at
+ * once is told to stop, one cut off mid-upload is closed.
+ */
+async function endUnlessHandedOver(opening: Promise<ExecSession>, answer: Answer): Promise<void> {
+  if (answer === 'handed over') return;
+  const session = await opening.catch(() => undefined);
+  if (!session) return;
+  if (answer === 'none') await session.write(Buffer.from(QUIT_ANSWER + STOP_LINE)).catch(() => {});
+  session.close();
 }
 
 /** Runs the kept copy, or sends the upload after its announcement. */

@@ -13,6 +13,16 @@ import { isContainerId, validPid } from './runtimes/bridge.ts';
 const READ_USER = `u=-; c=-
 while read -r k v; do case $k in Uid:) u=\${v%%[!0-9]*} ;; CapEff:) c=$v ;; esac; done </proc/self/status 2>/dev/null`;
 
+// After READ_USER: sets $able to "no" when a process the container starts
+// cannot capture, as canCapturePackets says: bit 13 (CAP_NET_RAW) of $c is
+// the low bit but one of its fourth hex digit from the right; with $c
+// unreadable, any user but 0.
+const CAN_CAPTURE = `able=yes
+case $c in
+  -) case $u in -|0) ;; *) able=no ;; esac ;;
+  *) d4=\${c%???}; case \${d4#"\${d4%?}"} in [2367abefABEF]) ;; *) able=no ;; esac ;;
+esac`;
+
 // -------- Upload: the probe that makes the run's private directory, and the extract.
 
 export const UPLOAD_DIRS = ['/tmp', '/var/tmp', '/dev/shm', '/run', '/home', '/'];
@@ -313,11 +323,7 @@ echo "${PROBE_MARKER} $state $p $arch $tar $u $c" >&2
 hb=$1; now=$2; shift 2
 exec 3<&0
 go=; n=; b=
-able=yes
-case $c in
-  -) case $u in -|0) ;; *) able=no ;; esac ;;
-  *) x=\${c%???}; case \${x#"\${x%?}"} in [2367abefABEF]) ;; *) able=no ;; esac ;;
-esac
+${CAN_CAPTURE}
 if [ "$now" = yes ] && [ "$state" = present ] && [ "$able" = yes ]; then go=run; b=$name
 else
   ( i=0; while [ $i -lt ${ANSWER_WAIT_S} ]; do sleep 1; i=$((i+1)); done
@@ -367,8 +373,7 @@ export function installAndRunArgv(
 /**
  * Whether a one-exec start asked to run a kept copy at once did so, without
  * waiting for an answer: the copy is there and the container is not known to
- * lack what capturing needs. The script tests what canCapturePackets does:
- * bit 13 (CAP_NET_RAW) of the effective set, or user 0 when it is unreadable.
+ * lack what capturing needs (the script's CAN_CAPTURE).
  */
 export function runsKeptAtOnce(probe: ProbeResult): boolean {
   return probe.state === 'present' && canCapturePackets(lookOfProbe(probe)) !== false;
