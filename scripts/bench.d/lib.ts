@@ -9,9 +9,8 @@ export const KUBEDUMP = join(ROOT, 'extcap', 'kubedump');
 export const NODE = join(ROOT, 'node_modules', '.bin', 'node');
 export const KUBECTL = '/usr/bin/kubectl';
 /** scripts/local-k8s's kubeconfig, found the way that script finds its run directory. */
-export const REAL_KUBECONFIG =
-  process.env.KUBEDUMP_REAL_KUBECONFIG ||
-  join(process.env.KUBEDUMP_K8S_DIR || '/var/lib/kubedump-k8s', 'kubeconfig');
+export const K8S_DIR = process.env.KUBEDUMP_K8S_DIR || '/var/lib/kubedump-k8s';
+export const REAL_KUBECONFIG = process.env.KUBEDUMP_REAL_KUBECONFIG || join(K8S_DIR, 'kubeconfig');
 
 // The same process runner as the tests use.
 export { type Ran, run };

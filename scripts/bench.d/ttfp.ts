@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  K8S_DIR,
   KUBECTL,
   KUBEDUMP,
   kubectl,
@@ -19,12 +20,34 @@ import {
   ratio,
   rows,
   run,
+  sleep,
   waitExit,
 } from './lib.ts';
 
 const LOCAL_TCPDUMP = join(ROOT, 'build', 'tcpdump', 'linux-amd64');
 const NAME = 'bench-tcpdump';
 const REMOTE = `/tmp/${NAME}`;
+
+/** The containers and sandboxes the local cluster's containerd runs. */
+async function nodeTasks(): Promise<number> {
+  const sock = join(K8S_DIR, 'containerd', 'containerd.sock');
+  const r = await must(['ctr', '-a', sock, '-n', 'k8s.io', 'tasks', 'ls', '-q']);
+  return r.stdout.split('\n').filter(Boolean).length;
+}
+
+/**
+ * Waits until the node runs no more tasks than `baseline`. A deleted pod's
+ * teardown (the kubelet stopping its containers, the sandbox, the network)
+ * goes on for seconds after the API forgets it, and took CPU from whichever
+ * run came next: each round starts on a node at rest.
+ */
+async function nodeAtRest(baseline: number): Promise<void> {
+  for (let i = 0; i < 300; i++) {
+    if ((await nodeTasks()) <= baseline) return;
+    await sleep(100);
+  }
+  throw new Error(`the node still runs more than ${baseline} tasks after 30 s`);
+}
 
 /** Resolves when `child`'s stdout has carried a pcap header and one whole record. */
 function firstRecord(child: ChildProcess): Promise<void> {
@@ -139,8 +162,10 @@ export async function benchTtfp(kubeconfig: string, runs: number): Promise<void>
   // Auto (the default) against the mode it picks for web, binary present.
   const auto = { kd: [] as number[], unprivileged: [] as number[] };
   const unprivileged = ['--mode', 'unprivileged'];
+  const baseline = await nodeTasks();
   try {
     for (let i = 0; i < runs; i++) {
+      await nodeAtRest(baseline);
       // binary present: both copies in place first (untimed)
       await kubedumpFirst(['--keep-binary', ...unprivileged], kubeconfig);
       await upload('web')();
@@ -164,8 +189,9 @@ export async function benchTtfp(kubeconfig: string, runs: number): Promise<void>
       h.child.kill('SIGKILL');
       await stopRemote('web');
       t.upload?.k.push(h.ms);
-      // privileged
+      // privileged: kubedump's helper pod is gone before the by-hand one is made
       t.privileged?.kd.push(await kubedumpFirst(['-p'], kubeconfig));
+      await nodeAtRest(baseline);
       const helper = `bench-helper-${process.pid}-${i}`;
       const spec = {
         apiVersion: 'v1',
