@@ -66,6 +66,29 @@ test('a few bytes go out within the turn, without waiting for a block to fill', 
   assert.equal(Buffer.concat(writer.got).toString(), 'one packet');
 });
 
+test('while bytes flow in small reads, writes wait for more (fewer, larger writes), and the last bytes still go out on their own', async () => {
+  // A writer as fast as the thread pool's: done on the next turn.
+  const got: Buffer[] = [];
+  let writes = 0;
+  const ring = new BlockRing((bytes, done) => {
+    writes++;
+    got.push(Buffer.from(bytes));
+    setImmediate(() => done(null));
+  });
+  const expected: Buffer[] = [];
+  // One small read per turn of the event loop, as a socket delivers a steady stream.
+  for (let i = 0; i < 400; i++) {
+    const read = Buffer.alloc(512, i % 251);
+    expected.push(Buffer.from(read));
+    assert.equal(ring.take(read), true);
+    await new Promise((r) => setImmediate(r));
+  }
+  // No flush: what lingers goes out by itself.
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(Buffer.concat(got), Buffer.concat(expected));
+  assert.ok(writes <= 400 / 4, `${writes} writes for 400 reads of one turn each`);
+});
+
 test('a failed write stops the ring: flush reports it, later bytes are refused, a paused producer is let go', async () => {
   let calls = 0;
   const ring = new BlockRing(
