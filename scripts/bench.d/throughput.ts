@@ -3,11 +3,14 @@
 // the CPU seconds each process used, and those the cluster's own processes
 // used to serve it (both speak SPDY to the real cluster, WebSocket to the
 // emulated one, which refuses SPDY); and, in the same rounds, kubedump's exec
-// with nothing written: the path's own rate.
+// with nothing written: the path's own rate. Each run starts on a machine at
+// rest (the last run's file removed and written back), and the row says how
+// many of the machine's cores were busy: every byte crosses five processes
+// on the same cores, so a client's CPU is taken from the relays' share.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   cpuSeconds,
@@ -29,6 +32,13 @@ const BUNDLE = join(ROOT, 'build', 'bench', 'exec-copy.cjs');
 /** The cluster's processes by part (API server, kubelet, ...): the PIDs of each. */
 export type ServerParts = Record<string, readonly number[]>;
 
+/** CPU seconds the whole machine has been busy (user, nice, system, irq, softirq, steal). */
+function machineBusySeconds(): number {
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/) ?? [];
+  const [user, nice, system, , , irq, softirq, steal] = cpu.slice(1).map(Number);
+  return [user, nice, system, irq, softirq, steal].reduce<number>((a, b) => a + (b ?? 0), 0) / 100;
+}
+
 function serverCpuSeconds(server: ServerParts): Record<string, number> {
   return Object.fromEntries(Object.entries(server).map(([part, pids]) => [part, cpuSeconds(pids)]));
 }
@@ -43,8 +53,9 @@ function runToFile(
   file: string,
   server: ServerParts,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<{ ms: number; cpu: number; serverCpu: Record<string, number> }> {
+): Promise<{ ms: number; cpu: number; serverCpu: Record<string, number>; cores: number }> {
   const serverBefore = serverCpuSeconds(server);
+  const busyBefore = machineBusySeconds();
   const script = 'f=$1; shift; "$@" >"$f"; s=$?; times >&2; exit $s';
   const started = performance.now();
   return new Promise((resolve, reject) => {
@@ -64,7 +75,9 @@ function runToFile(
       const serverCpu = Object.fromEntries(
         Object.entries(serverAfter).map(([part, s]) => [part, s - (serverBefore[part] ?? 0)]),
       );
-      resolve({ ms, cpu: mu * 60 + su + ms2 * 60 + ss, serverCpu });
+      // How many of the machine's cores were busy, on average, during the run.
+      const cores = (machineBusySeconds() - busyBefore) / (ms / 1000);
+      resolve({ ms, cpu: mu * 60 + su + ms2 * 60 + ss, serverCpu, cores });
     });
   });
 }
@@ -101,8 +114,16 @@ export async function benchThroughput(
   // one from its first (warm-up) run.
   const compileCache = { ...process.env, NODE_COMPILE_CACHE: join(dir, 'compile-cache') };
   let protocol = '';
+  // Each run starts with no file to truncate and the last run's 512 MiB
+  // written back (untimed): else whoever runs next pays for the page cache's
+  // writeback of the file before it, on the same cores.
+  const atRest = () => {
+    rmSync(file, { force: true });
+    if (spawnSync('sync').status !== 0) throw new Error('sync failed');
+  };
   /** kubedump's exec into `outfile`, or with its bytes dropped (`-`). */
   const kubedump = async (outfile: string) => {
+    atRest();
     // The whole process is timed, start-up included, as kubectl's is. The
     // V8 flag is the one the executable runs with (scripts/build EXEC_ARGV).
     const argv = [NODE, '--max-semi-space-size=1', BUNDLE, kubeconfig, 'demo', 'web', outfile];
@@ -117,13 +138,14 @@ export async function benchThroughput(
   const t = await interleaved(runs, {
     kd: async () => {
       const r = await kubedump(file);
-      return { kd: r.ms, kdCpu: r.cpu, ...byPart('kdServer', r.serverCpu) };
+      return { kd: r.ms, kdCpu: r.cpu, kdCores: r.cores, ...byPart('kdServer', r.serverCpu) };
     },
     k: async () => {
       const argv = [KUBECTL, '--kubeconfig', kubeconfig, 'exec', '-n', 'demo', 'web', '--'];
+      atRest();
       const r = await runToFile([...argv, ...command], file, server);
       if (statSync(file).size !== bytes) throw new Error('kubectl exec delivered a short file');
-      return { k: r.ms, kCpu: r.cpu, ...byPart('kServer', r.serverCpu) };
+      return { k: r.ms, kCpu: r.cpu, kCores: r.cores, ...byPart('kServer', r.serverCpu) };
     },
     // The path without the output: the same exec with its bytes dropped, the
     // most this client could reach if writing the file cost nothing.
@@ -140,8 +162,10 @@ export async function benchThroughput(
     if (parts.length < 2) return `server ${whole}`;
     return `server ${whole}: ${parts.map((p) => `${p} ${perGiB(t[`${prefix}:${p}`])}`).join(', ')}`;
   };
-  const kdFigures = `${perGiB(t.kdCpu)} CPU s/GiB (${serverCpu('kdServer')}); nothing written: ${mbps(path)}, ${ratio(path, k)} kubectl`;
-  const kCpu = `${perGiB(t.kCpu)} CPU s/GiB (${serverCpu('kServer')})`;
+  const cores = (key: string) =>
+    `${median(t[key] ?? []).toFixed(1)} of ${availableParallelism()} cores busy`;
+  const kdFigures = `${perGiB(t.kdCpu)} CPU s/GiB (${serverCpu('kdServer')}; ${cores('kdCores')}); nothing written: ${mbps(path)}, ${ratio(path, k)} kubectl`;
+  const kCpu = `${perGiB(t.kCpu)} CPU s/GiB (${serverCpu('kServer')}; ${cores('kCores')})`;
   log(
     `throughput ${label}: kubedump ${mbps(kd)} ${kdFigures} (${protocol}) kubectl ${mbps(k)} ${kCpu}`,
   );
